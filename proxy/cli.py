@@ -1,0 +1,95 @@
+"""Command line: ``cors-proxy [--config FILE] [flags]`` and ``cors-proxy check`` (thin I/O)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from proxy import __version__
+from proxy.config import (
+    ENV_CONFIG,
+    Config,
+    Overrides,
+    describe,
+    load,
+    merge_overrides,
+    overrides_from_env,
+)
+from proxy.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cors-proxy",
+        description="Local reverse proxy that adds CORS headers and explains upstream errors.",
+        epilog="Subcommand: `cors-proxy check --config FILE` validates a config and exits.",
+    )
+    p.add_argument("--config", metavar="FILE", help=f"YAML config file (env {ENV_CONFIG})")
+    p.add_argument("--listen", metavar="HOST:PORT", help="listen address (default 127.0.0.1:8080)")
+    p.add_argument("--upstream", metavar="URL", help="upstream URL (default http://127.0.0.1:5000)")
+    p.add_argument(
+        "--origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allowed origin; repeatable; replaces the file's rules with one permissive rule",
+    )
+    p.add_argument("--log-format", choices=("text", "json"), help="log lines as text or JSON")
+    p.add_argument("--version", action="version", version=f"cors-proxy {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    check = bool(args_list) and args_list[0] == "check"
+    if check:
+        args_list = args_list[1:]
+    args = _parser().parse_args(args_list)
+    path = args.config or os.environ.get(ENV_CONFIG) or None
+    flags = Overrides(
+        listen=args.listen,
+        upstream=args.upstream,
+        origins=tuple(args.origin) if args.origin else None,
+        log_format=args.log_format,
+    )
+    overrides = merge_overrides(overrides_from_env(os.environ), flags)
+    try:
+        cfg = load(path, overrides)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"cors-proxy: config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if check:
+        return _check(cfg, path)
+    return _serve(cfg, path, overrides)
+
+
+def _check(cfg: Config, path: str | None) -> int:
+    print(f"config OK: {path or '(no file: flags and environment)'}")
+    for line in describe(cfg):
+        print(f"  {line}")
+    for warning in cfg.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _serve(cfg: Config, path: str | None, overrides: Overrides) -> int:
+    from proxy.app import ProxyServer, run
+
+    try:
+        import uvloop  # optional extra: a little faster
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    server = ProxyServer(cfg, config_path=path, overrides=overrides)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(run(server, sys.stdout))
+    except OSError as exc:
+        print(f"cors-proxy: cannot listen on {cfg.listen_url}: {exc.strerror}", file=sys.stderr)
+        return 1

@@ -1,0 +1,350 @@
+"""Forward one HTTP exchange: preflights answered here, everything else streamed (I/O).
+
+The decisions come from the pure side (``cors``, ``headers``, ``diagnostics``); this
+module only moves bytes and headers between aiohttp's server request and the upstream
+client, and writes one log record per exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.config import Config
+from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy, expose_all_value
+from proxy.diagnostics import MAX_CAPTURE, diagnose_body
+from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
+from proxy.headers import (
+    HeaderList,
+    downstream_response_headers,
+    merge_vary,
+    rewrite_location,
+    upstream_aliases,
+    upstream_request_headers,
+)
+from proxy.logfmt import Record
+from proxy.upstream import UpstreamClient, UpstreamResponse
+
+OWN_PREFIX = "/__cors-proxy__/"
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RETRY_STEP = 0.1  # seconds between connect attempts while the upstream restarts
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One loaded config and everything derived from it; swapped whole on reload."""
+
+    number: int
+    config: Config
+    policy: CorsPolicy
+    upstream_origins: frozenset[str]
+    upstream_authority: str
+
+    @classmethod
+    def build(cls, number: int, config: Config) -> Generation:
+        url = URL(config.upstream)
+        host = url.raw_host or ""
+        shown = f"[{host}]" if ":" in host else host
+        port = url.port or 80
+        authority = shown if url.is_default_port() else f"{shown}:{port}"
+        return cls(
+            number=number,
+            config=config,
+            policy=CorsPolicy(config.rules),
+            upstream_origins=upstream_aliases(url.scheme, shown, port),
+            upstream_authority=authority,
+        )
+
+
+class Forwarder:
+    def __init__(
+        self,
+        current: Callable[[], Generation],
+        client: UpstreamClient,
+        log: Callable[[Record], None],
+    ) -> None:
+        self.current = current
+        self.client = client
+        self.log = log
+        self._conflicts_seen: set[tuple[str, str]] = set()
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        gen = self.current()
+        started = time.monotonic()
+        origins = request.headers.getall("Origin", ())
+        # Two Origin lines never come from a browser; joined they match no rule.
+        origin = ", ".join(origins) if origins else None
+        if request.method == "OPTIONS" and origin is not None:
+            acrm = request.headers.getall("Access-Control-Request-Method", ())
+            if acrm:
+                return await self.preflight(request, gen, origin, ", ".join(acrm), started)
+        decision = gen.policy.actual(path=request.raw_path, origin=origin)
+        rec = Record(
+            request.method,
+            request.raw_path,
+            0,
+            origin,
+            _cors_word(decision, origin),
+            decision.rule,
+            0.0,
+            reason=decision.reason if origin is not None and decision.rule else "",
+        )
+        try:
+            return await self.forward(request, gen, decision, rec)
+        finally:
+            rec.ms = (time.monotonic() - started) * 1000
+            self.log(rec)
+
+    # -- preflight ------------------------------------------------------------------------
+
+    async def preflight(
+        self, request: web.BaseRequest, gen: Generation, origin: str, acrm: str, started: float
+    ) -> web.StreamResponse:
+        acrh = request.headers.getall("Access-Control-Request-Headers", ())
+        pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
+        d = gen.policy.preflight(
+            path=request.raw_path,
+            origin=origin,
+            request_method=acrm,
+            request_headers=",".join(acrh) if acrh else None,
+            private_network=pna,
+        )
+        if d.allowed:
+            resp = web.Response(status=204, headers=_multi(d.headers))
+        else:
+            body = f"cors-proxy: preflight rejected: {d.reason}\n"
+            resp = web.Response(
+                status=403, text=body, headers=_multi(d.headers), content_type="text/plain"
+            )
+        self.log(
+            Record(
+                "OPTIONS",
+                request.raw_path,
+                resp.status,
+                origin,
+                "preflight-ok" if d.allowed else "preflight-denied",
+                d.rule,
+                (time.monotonic() - started) * 1000,
+                reason=d.reason,
+                note=f"for {acrm}" + (f" with {','.join(acrh)}" if acrh else ""),
+            )
+        )
+        return resp
+
+    # -- forwarding -----------------------------------------------------------------------
+
+    async def forward(
+        self, request: web.BaseRequest, gen: Generation, decision: ActualDecision, rec: Record
+    ) -> web.StreamResponse:
+        cfg = gen.config
+        raw = _request_headers(request)
+        if raw is None:
+            rec.status, rec.reason = 400, "request header is not valid UTF-8"
+            return web.Response(status=400, text="cors-proxy: a request header is not UTF-8\n")
+        expect = request.headers.get("Expect", "").lower()
+        if expect:
+            if expect != "100-continue":
+                rec.status = 417
+                return web.Response(status=417, text="cors-proxy: unsupported Expect\n")
+            if request.version == HttpVersion11:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        headers = upstream_request_headers(
+            raw,
+            client_ip=request.remote or "",
+            scheme=request.scheme,
+            upstream_authority=gen.upstream_authority if cfg.host_header == "upstream" else None,
+        )
+        body = _body(request)
+        deadline = time.monotonic() + cfg.upstream_wait
+        retried = False
+        while True:
+            try:
+                async with self.client.request(
+                    request.method,
+                    request.raw_path,
+                    headers,
+                    body,
+                    idempotent=request.method in IDEMPOTENT,
+                ) as up:
+                    return await self.relay(request, gen, decision, up, rec, retried)
+            except UpstreamUnavailable as exc:
+                # Werkzeug's reloader closes the port for a moment after each save:
+                # wait for it, but only if nothing of this request reached the upstream.
+                if exc.sent or exc.reason != "connection refused":
+                    return self.error_response(request, gen, exc, rec)
+                if time.monotonic() + RETRY_STEP > deadline:
+                    return self.error_response(request, gen, exc, rec)
+                retried = True
+                await asyncio.sleep(RETRY_STEP)
+            except UpstreamError as exc:
+                return self.error_response(request, gen, exc, rec)
+
+    async def relay(
+        self,
+        request: web.BaseRequest,
+        gen: Generation,
+        decision: ActualDecision,
+        up: UpstreamResponse,
+        rec: Record,
+        retried: bool,
+    ) -> web.StreamResponse:
+        cfg = gen.config
+        override = cfg.upstream_cors == "override"
+        plan = downstream_response_headers(up.headers, strip_cors=override)
+        out: HeaderList = plan.headers
+        client_origin = f"{request.scheme}://{request.host}"
+        for i, (name, value) in enumerate(out):
+            if name.lower() in ("location", "content-location"):
+                out[i] = (name, rewrite_location(value, gen.upstream_origins, client_origin))
+        upstream_acao = [
+            v for n, v in plan.upstream_cors if n.lower() == "access-control-allow-origin"
+        ]
+        if decision.allowed and (override or not plan.upstream_cors):
+            out.extend(decision.headers)
+            if decision.expose_all:
+                names = expose_all_value(n for n, _ in out)
+                if names:
+                    out.append(("Access-Control-Expose-Headers", names))
+            if override and plan.upstream_cors:
+                self._report_conflict(plan.upstream_cors, decision, rec)
+        vary = merge_vary(plan.vary, "Origin" if decision.vary else None)
+        if vary:
+            out.append(("Vary", vary))
+        resp = web.StreamResponse(status=up.status, reason=up.reason or None)
+        for name, value in out:
+            resp.headers.add(name, value)
+        rec.status = up.status
+        if retried:
+            rec.note = "served after waiting for the upstream to come back"
+        capture = bytearray() if up.status >= 400 else None
+        try:
+            await resp.prepare(request)
+            while chunk := await up.read():
+                if capture is not None and len(capture) < MAX_CAPTURE:
+                    capture += chunk[: MAX_CAPTURE - len(capture)]
+                await resp.write(chunk)
+            await resp.write_eof()
+        except UpstreamBodyError as exc:
+            rec.reason = f"{exc.reason}; the client got a truncated response"
+            _abort(request)
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            rec.reason = "client disconnected"
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            if capture is not None:
+                self._diagnose(up, bytes(capture), decision, upstream_acao, rec)
+        return resp
+
+    def _diagnose(
+        self,
+        up: UpstreamResponse,
+        body: bytes,
+        decision: ActualDecision,
+        upstream_acao: list[str],
+        rec: Record,
+    ) -> None:
+        def header(name: str) -> str | None:
+            return next((v for n, v in up.headers if n.lower() == name), None)
+
+        found = diagnose_body(up.status, header("content-type"), header("content-encoding"), body)
+        if found is not None:
+            rec.diagnosis = found.summary + (f" ({found.hint})" if found.hint else "")
+        if decision.allowed and not upstream_acao:
+            rec.note = (
+                "without cors-proxy the browser would have reported a CORS error "
+                "(the upstream sent no Access-Control-Allow-Origin) instead of this "
+                f"{up.status}"
+            )
+
+    def _report_conflict(
+        self, upstream_cors: HeaderList, decision: ActualDecision, rec: Record
+    ) -> None:
+        ours = dict(decision.headers)
+        for name, value in upstream_cors:
+            key = (name.lower(), value)
+            if key in self._conflicts_seen:
+                continue
+            self._conflicts_seen.add(key)
+            canon = next((k for k in ours if k.lower() == name.lower()), None)
+            now = f"replaced with {ours[canon]!r}" if canon else "removed"
+            rec.note = (
+                f"upstream also sends {name}: {value!r}; {now} (upstream_cors: override; "
+                "turn off the app's own CORS, e.g. flask-cors, or set upstream_cors: preserve)"
+            )
+
+    # -- the proxy's own answers ----------------------------------------------------------
+
+    def error_response(
+        self, request: web.BaseRequest, gen: Generation, exc: UpstreamError, rec: Record
+    ) -> web.Response:
+        decision = gen.policy.actual(path=request.raw_path, origin=rec.origin, error=True)
+        headers: HeaderList = [(PROXY_ERROR_HEADER, exc.reason)]
+        if decision.allowed:
+            headers.extend(decision.headers)
+            if decision.expose_all:
+                headers.append(("Access-Control-Expose-Headers", PROXY_ERROR_HEADER))
+        if decision.vary:
+            headers.append(("Vary", "Origin"))
+        detail = exc.detail or exc.reason
+        if exc.reason == "connection refused":
+            detail += "; is the dev server running?"
+        body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
+        rec.status = exc.status
+        rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
+        return web.Response(
+            status=exc.status,
+            text=json.dumps(body) + "\n",
+            content_type="application/json",
+            headers=_multi(headers),
+        )
+
+
+def _cors_word(decision: ActualDecision, origin: str | None) -> str:
+    if decision.rule is None:
+        return "no-rule"
+    if origin is None:
+        return "no-origin"
+    return "allowed" if decision.allowed else "denied"
+
+
+def _request_headers(request: web.BaseRequest) -> HeaderList | None:
+    out = []
+    for name, value in request.headers.items():
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None  # raw non-UTF-8 bytes: cannot be forwarded unchanged
+        out.append((name, value))
+    return out
+
+
+def _body(request: web.BaseRequest) -> AsyncIterator[bytes] | None:
+    if not request.body_exists:
+        return None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while chunk := await request.content.readany():
+            yield chunk
+
+    return chunks()
+
+
+def _abort(request: web.BaseRequest) -> None:
+    """End the client's response without the final chunk, so it is seen as truncated."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _multi(headers: tuple[tuple[str, str], ...] | HeaderList) -> CIMultiDict[str]:
+    return CIMultiDict(headers)

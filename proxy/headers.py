@@ -1,0 +1,162 @@
+"""Header plans for both directions of a forwarded exchange (pure).
+
+Headers travel as ``list[tuple[str, str]]`` so repeated fields (``Set-Cookie``, ``Vary``)
+survive in order and unchanged. Hop-by-hop rules: RFC 9110 §7.6.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+HeaderList = list[tuple[str, str]]
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def _is_hop(low: str, named: set[str]) -> bool:
+    return low in HOP_BY_HOP or low.startswith("proxy-") or low in named
+
+
+def upstream_request_headers(
+    headers: Sequence[tuple[str, str]],
+    *,
+    client_ip: str,
+    scheme: str,
+    upstream_authority: str | None,
+) -> HeaderList:
+    """Headers to send upstream.
+
+    Drops hop-by-hop fields and those named in ``Connection``, and ``Expect`` (the proxy
+    answers 100-continue itself). Appends to ``X-Forwarded-For``/``-Proto``/``-Host`` the
+    way a chain of proxies does, so Werkzeug's ProxyFix(x_for=1, x_proto=1, x_host=1)
+    reads this hop's values. ``upstream_authority`` set means ``host_header: upstream``.
+    """
+    named = _connection_tokens(headers)
+    out: HeaderList = []
+    forwarded: dict[str, str] = {}
+    host = ""
+    for name, value in headers:
+        low = name.lower()
+        if _is_hop(low, named) or low == "expect":
+            continue
+        if low == "host":
+            host = value
+            if upstream_authority is not None:
+                continue
+        elif low in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"):
+            forwarded[low] = f"{forwarded[low]}, {value}" if low in forwarded else value
+            continue
+        out.append((name, value))
+    if upstream_authority is not None:
+        out.append(("Host", upstream_authority))
+    for low, label, value in (
+        ("x-forwarded-for", "X-Forwarded-For", client_ip),
+        ("x-forwarded-proto", "X-Forwarded-Proto", scheme),
+        ("x-forwarded-host", "X-Forwarded-Host", host),
+    ):
+        if not value:
+            continue
+        prior = forwarded.get(low)
+        out.append((label, f"{prior}, {value}" if prior else value))
+    return out
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    headers: HeaderList  # what goes to the client before CORS headers are added
+    upstream_cors: HeaderList  # the upstream's own Access-Control-* fields, as received
+    vary: list[str]  # tokens of every upstream Vary line
+
+
+def downstream_response_headers(
+    headers: Sequence[tuple[str, str]], *, strip_cors: bool
+) -> ResponsePlan:
+    """Filter upstream response headers; Vary is pulled out to be merged later."""
+    named = _connection_tokens(headers)
+    out: HeaderList = []
+    cors: HeaderList = []
+    vary: list[str] = []
+    for name, value in headers:
+        low = name.lower()
+        if _is_hop(low, named):
+            continue
+        if low == "vary":
+            vary.extend(t.strip() for t in value.split(",") if t.strip())
+            continue
+        if low.startswith("access-control-"):
+            cors.append((name, value))
+            if strip_cors:
+                continue
+        out.append((name, value))
+    return ResponsePlan(out, cors, vary)
+
+
+def merge_vary(tokens: Sequence[str], add: str | None) -> str | None:
+    """One ``Vary`` value: upstream tokens in order, ``add`` appended once; ``*`` wins."""
+    seen: dict[str, str] = {}
+    for t in (*tokens, *([add] if add else [])):
+        seen.setdefault(t.lower(), t)
+    if not seen:
+        return None
+    if "*" in seen:
+        return "*"
+    return ", ".join(seen.values())
+
+
+def rewrite_location(location: str, upstream_origins: Iterable[str], client_origin: str) -> str:
+    """Point an absolute Location at the upstream back at the address the client used.
+
+    Without this a browser following Flask's ``redirect(url_for(..., _external=True))``
+    leaves the proxy's origin, gets ``Origin: null`` and no CORS headers (CORS.md §5).
+    """
+    if "://" not in location and not location.startswith("//"):
+        return location  # relative: resolved against the proxy's URL already
+    try:
+        parts = urlsplit(location if "://" in location else "http:" + location)
+        port = parts.port
+    except ValueError:
+        return location
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    here = f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+    if here not in upstream_origins:
+        return location
+    tail = location[location.index("//") + 2 :]
+    slash = tail.find("/")
+    path = tail[slash:] if slash >= 0 else ""
+    q = tail.find("?")
+    if slash < 0 and q >= 0:
+        path = tail[q:]
+    return client_origin + path
+
+
+def upstream_aliases(scheme: str, host: str, port: int) -> frozenset[str]:
+    """Origins by which the upstream may name itself in Location headers."""
+    default = {"http": 80, "https": 443}.get(scheme)
+    suffix = "" if port == default else f":{port}"
+    hosts = {host.lower()}
+    if host in ("127.0.0.1", "localhost", "[::1]", "::1"):
+        hosts |= {"127.0.0.1", "localhost", "[::1]"}
+    return frozenset(f"{scheme}://{h}{suffix}" for h in hosts)
