@@ -317,10 +317,10 @@ class _Validator:
                     re.compile(regex)
                 except re.error as exc:
                     self.error(f"{at}.origin_regex", f"{regex!r} is not a valid regex ({exc})")
-        if not origins and regex is None:
+        if not data.get("origins") and regex is None:
             self.error(f"{at}.origins", "a rule needs origins or origin_regex")
         methods = self.tokens(
-            f"{at}.allow_methods", data.get("allow_methods", DEFAULT_METHODS), "method"
+            f"{at}.allow_methods", data.get("allow_methods", list(DEFAULT_METHODS)), "method"
         )
         headers = self.tokens(f"{at}.allow_headers", data.get("allow_headers", []), "header name")
         expose = self.tokens(f"{at}.expose_headers", data.get("expose_headers", []), "header name")

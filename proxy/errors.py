@@ -1,11 +1,11 @@
 """The proxy's exception hierarchy (pure).
 
-    ProxyError
-    ├── ConfigError            a config file, flag or variable is invalid (exit code 2)
-    └── UpstreamError          the upstream could not give a whole response
-        ├── UpstreamUnavailable    refused, reset, DNS failure before a response -> 502
-        ├── UpstreamTimeout        connect or read timeout before a response     -> 504
-        └── UpstreamBodyError      the response started, then broke off (truncated)
+ProxyError
+├── ConfigError            a config file, flag or variable is invalid (exit code 2)
+└── UpstreamError          the upstream could not give a whole response
+    ├── UpstreamUnavailable    refused, reset, DNS failure before a response -> 502
+    ├── UpstreamTimeout        connect or read timeout before a response     -> 504
+    └── UpstreamBodyError      the response started, then broke off (truncated)
 """
 
 from __future__ import annotations

@@ -269,16 +269,20 @@ class Forwarder:
         self, upstream_cors: HeaderList, decision: ActualDecision, rec: Record
     ) -> None:
         ours = dict(decision.headers)
+        changes = []
         for name, value in upstream_cors:
             key = (name.lower(), value)
             if key in self._conflicts_seen:
-                continue
+                continue  # warn once per distinct value
             self._conflicts_seen.add(key)
             canon = next((k for k in ours if k.lower() == name.lower()), None)
             now = f"replaced with {ours[canon]!r}" if canon else "removed"
+            changes.append(f"{name}: {value!r} {now}")
+        if changes:
             rec.note = (
-                f"upstream also sends {name}: {value!r}; {now} (upstream_cors: override; "
-                "turn off the app's own CORS, e.g. flask-cors, or set upstream_cors: preserve)"
+                f"upstream also sends its own CORS headers: {'; '.join(changes)} "
+                "(upstream_cors: override; turn off the app's own CORS, e.g. flask-cors, "
+                "or set upstream_cors: preserve)"
             )
 
     # -- the proxy's own answers ----------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Fixtures: a real Flask upstream under Werkzeug, the proxy in-process on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from proxy.app import ProxyServer
+from proxy.config import Overrides, load
+from tests.upstream_app import Upstream, start_upstream
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+ORIGIN = "http://localhost:3000"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    up = start_upstream()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="session")
+def debug_upstream() -> Iterator[Upstream]:
+    up = start_upstream(debug=True)
+    yield up
+    up.stop()
+
+
+@dataclass
+class RunningProxy:
+    server: ProxyServer
+    log_stream: io.StringIO
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def log(self) -> str:
+        self.server.log.flush()
+        return self.log_stream.getvalue()
+
+
+MakeProxy = Callable[..., Awaitable[RunningProxy]]
+
+
+def write_yaml(path: Any, data: dict[str, Any]) -> str:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture
+async def make_proxy(tmp_path: Any) -> AsyncIterator[MakeProxy]:
+    """Start a proxy from a config mapping (``upstream`` defaults to the Flask app)."""
+    started: list[RunningProxy] = []
+
+    async def _make(upstream_url: str, **config: Any) -> RunningProxy:
+        data = {"listen": "127.0.0.1:0", "upstream": upstream_url, **config}
+        data.setdefault(
+            "rules",
+            [
+                {
+                    "name": "frontend",
+                    "paths": ["/api/*"],
+                    "origins": [ORIGIN],
+                    "allow_methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+                    "allow_headers": ["Content-Type", "Authorization", "X-Custom"],
+                    "expose_headers": ["X-Request-Id"],
+                    "allow_credentials": True,
+                    "max_age": 600,
+                }
+            ],
+        )
+        path = write_yaml(tmp_path / f"config{len(started)}.yaml", data)
+        cfg = load(path, Overrides())
+        stream = io.StringIO()
+        server = ProxyServer(cfg, config_path=path, log_stream=stream)
+        await server.start()
+        running = RunningProxy(server, stream)
+        started.append(running)
+        return running
+
+    yield _make
+    for p in started:
+        await p.server.stop()
+
+
+async def raw_request(port: int, data: bytes, *, limit: float = 5.0) -> bytes:
+    """Send bytes as they are (clients refuse CR/LF tricks and merge duplicates)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        chunks = []
+        async with asyncio.timeout(limit):
+            while chunk := await reader.read(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        writer.close()

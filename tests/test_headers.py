@@ -1,0 +1,141 @@
+"""Header plans: hop-by-hop, X-Forwarded-*, Vary, Location (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.headers import (
+    downstream_response_headers,
+    merge_vary,
+    rewrite_location,
+    upstream_aliases,
+    upstream_request_headers,
+)
+
+
+def names(headers: list[tuple[str, str]]) -> list[str]:
+    return [n.lower() for n, _ in headers]
+
+
+class TestRequest:
+    def test_hop_by_hop_and_connection_named_are_dropped(self) -> None:
+        out = upstream_request_headers(
+            [
+                ("Host", "127.0.0.1:8080"),
+                ("Connection", "keep-alive, X-Foo"),
+                ("X-Foo", "gone"),
+                ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"),
+                ("Transfer-Encoding", "chunked"),
+                ("Upgrade", "h2c"),
+                ("Proxy-Authorization", "Basic x"),
+                ("Expect", "100-continue"),
+                ("Cookie", "a=1"),
+                ("Cookie", "b=2"),
+            ],
+            client_ip="127.0.0.1",
+            scheme="http",
+            upstream_authority=None,
+        )
+        assert names(out)[:3] == ["host", "cookie", "cookie"]
+        assert ("X-Forwarded-For", "127.0.0.1") in out
+        assert ("X-Forwarded-Proto", "http") in out
+        assert ("X-Forwarded-Host", "127.0.0.1:8080") in out
+        for gone in (
+            "connection",
+            "x-foo",
+            "keep-alive",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "expect",
+        ):
+            assert gone not in names(out)
+
+    def test_forwarded_values_are_appended(self) -> None:
+        out = upstream_request_headers(
+            [
+                ("Host", "h"),
+                ("X-Forwarded-For", "10.0.0.1"),
+                ("X-Forwarded-For", "10.0.0.2"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+            client_ip="127.0.0.1",
+            scheme="http",
+            upstream_authority=None,
+        )
+        assert ("X-Forwarded-For", "10.0.0.1, 10.0.0.2, 127.0.0.1") in out
+        assert ("X-Forwarded-Proto", "https, http") in out
+
+    def test_host_header_upstream(self) -> None:
+        out = upstream_request_headers(
+            [("Host", "127.0.0.1:8080")],
+            client_ip="::1",
+            scheme="http",
+            upstream_authority="127.0.0.1:5000",
+        )
+        assert ("Host", "127.0.0.1:5000") in out
+        assert ("Host", "127.0.0.1:8080") not in out
+        assert ("X-Forwarded-Host", "127.0.0.1:8080") in out
+
+
+class TestResponse:
+    def test_filtering_keeps_repeats_and_pulls_cors_and_vary(self) -> None:
+        plan = downstream_response_headers(
+            [
+                ("Set-Cookie", "a=1"),
+                ("Set-Cookie", "b=2"),
+                ("Transfer-Encoding", "chunked"),
+                ("Content-Encoding", "gzip"),
+                ("Content-Length", "10"),
+                ("Vary", "Accept-Encoding"),
+                ("vary", "Cookie, accept-encoding"),
+                ("Access-Control-Allow-Origin", "*"),
+            ],
+            strip_cors=True,
+        )
+        assert plan.headers == [
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("Content-Encoding", "gzip"),
+            ("Content-Length", "10"),
+        ]
+        assert plan.upstream_cors == [("Access-Control-Allow-Origin", "*")]
+        assert merge_vary(plan.vary, "Origin") == "Accept-Encoding, Cookie, Origin"
+
+    def test_preserve_keeps_upstream_cors(self) -> None:
+        plan = downstream_response_headers([("Access-Control-Allow-Origin", "*")], strip_cors=False)
+        assert plan.headers == [("Access-Control-Allow-Origin", "*")]
+
+    @pytest.mark.parametrize(
+        ("tokens", "add", "out"),
+        [
+            ([], None, None),
+            ([], "Origin", "Origin"),
+            (["origin"], "Origin", "origin"),
+            (["*"], "Origin", "*"),
+        ],
+    )
+    def test_merge_vary(self, tokens: list[str], add: str | None, out: str | None) -> None:
+        assert merge_vary(tokens, add) == out
+
+
+class TestLocation:
+    aliases = upstream_aliases("http", "127.0.0.1", 5000)
+
+    @pytest.mark.parametrize(
+        ("location", "out"),
+        [
+            ("http://127.0.0.1:5000/api/hello?x=1", "http://localhost:8080/api/hello?x=1"),
+            ("http://localhost:5000/a", "http://localhost:8080/a"),
+            ("http://127.0.0.1:5000", "http://localhost:8080"),
+            ("//127.0.0.1:5000/a", "http://localhost:8080/a"),
+            ("/relative", "/relative"),
+            ("http://127.0.0.1:5001/a", "http://127.0.0.1:5001/a"),
+            ("https://example.com/a", "https://example.com/a"),
+            ("http://[bad", "http://[bad"),
+        ],
+    )
+    def test_rewrite(self, location: str, out: str) -> None:
+        assert rewrite_location(location, self.aliases, "http://localhost:8080") == out

@@ -1,0 +1,157 @@
+"""A real Flask app used as the upstream in integration tests (run under Werkzeug)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from flask import Flask, Response, make_response, redirect, request, stream_with_context, url_for
+from werkzeug.debug import DebuggedApplication
+from werkzeug.wrappers import Response as WResponse
+from werkzeug.serving import BaseWSGIServer, make_server
+
+GZ_BODY = gzip.compress(b'{"compressed": true}' * 50)
+
+
+def create_app(hits: list[str] | None = None) -> Flask:
+    app = Flask("upstream")
+    seen = hits if hits is not None else []
+
+    @app.before_request
+    def record() -> None:
+        seen.append(f"{request.method} {request.full_path.rstrip('?')}")
+
+    @app.route("/api/hello", methods=["GET", "HEAD"])
+    def hello() -> Response:
+        resp = make_response({"hello": "world"})
+        resp.headers["X-Request-Id"] = "req-1"
+        resp.headers["X-Secret"] = "hidden"
+        resp.set_cookie("a", "1")
+        resp.set_cookie("b", "2", samesite="Lax")
+        return resp
+
+    @app.route("/api/echo", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "patch"])
+    def echo() -> Response:
+        data = request.get_data()
+        return make_response(
+            {
+                "method": request.method,
+                "uri": request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI"),
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "length": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+
+    @app.route("/api/raw/<path:rest>")
+    def raw(rest: str) -> Response:
+        return make_response(
+            {
+                "uri": request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI"),
+                "path": request.path,
+            }
+        )
+
+    @app.get("/api/boom")
+    def boom() -> Response:
+        return undefined_name  # type: ignore[name-defined,no-any-return]  # noqa: F821 - NameError on purpose
+
+    @app.get("/api/redirect")
+    def go() -> WResponse:
+        return redirect(url_for("hello", _external=True))
+
+    @app.get("/api/items/")
+    def items() -> Response:
+        return make_response({"items": []})
+
+    @app.get("/api/slow")
+    def slow() -> Response:
+        time.sleep(float(request.args.get("s", "1")))
+        return make_response({"slow": True})
+
+    @app.get("/api/etag")
+    def etag() -> WResponse:
+        resp = make_response("v1")
+        resp.set_etag("v1")
+        return resp.make_conditional(request)
+
+    @app.get("/api/sse")
+    def sse() -> Response:
+        gap = float(request.args.get("gap", "0.3"))
+
+        def events() -> Iterator[str]:
+            for i in range(3):
+                yield f"data: event {i} at {time.monotonic()}\n\n"
+                time.sleep(gap)
+
+        return Response(stream_with_context(events()), mimetype="text/event-stream")
+
+    @app.get("/api/big")
+    def big() -> Response:
+        n = int(request.args.get("n", str(1 << 20)))
+        block = b"x" * 65536
+
+        def body() -> Iterator[bytes]:
+            left = n
+            while left > 0:
+                yield block[: min(left, len(block))]
+                left -= len(block)
+
+        return Response(
+            body(), mimetype="application/octet-stream", headers={"Content-Length": str(n)}
+        )
+
+    @app.get("/api/gzip")
+    def gz() -> Response:
+        return Response(
+            GZ_BODY,
+            headers={
+                "Content-Encoding": "gzip",
+                "Content-Type": "application/json",
+                "Vary": "Accept-Encoding",
+            },
+        )
+
+    @app.get("/api/own-cors")
+    def own_cors() -> Response:
+        resp = make_response({"own": True})
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+        resp.headers["Access-Control-Allow-Headers"] = "*"
+        return resp
+
+    @app.get("/api/status/<int:code>")
+    def status(code: int) -> Response:
+        return make_response({"error": f"status {code}"}, code)
+
+    return app
+
+
+@dataclass
+class Upstream:
+    server: BaseWSGIServer
+    hits: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_upstream(*, debug: bool = False, port: int = 0) -> Upstream:
+    """Serve the app with Werkzeug's own threaded server, as `flask run` does."""
+    hits: list[str] = []
+    app = create_app(hits)
+    wsgi = app
+    if debug:
+        app.debug = True
+        wsgi = DebuggedApplication(app, evalex=True)  # type: ignore[assignment]
+    server = make_server("127.0.0.1", port, wsgi, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return Upstream(server, hits)
