@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -21,12 +22,13 @@ from typing import TextIO
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 
 from proxy import __version__
 from proxy.config import Config, Overrides, load
 from proxy.errors import ConfigError
 from proxy.forward import OWN_PREFIX, Forwarder, Generation
-from proxy.logfmt import Record
+from proxy.logfmt import Record, safe
 from proxy.upstream import AiohttpUpstream, UpstreamClient
 from proxy.websocket import bridge, is_upgrade
 
@@ -70,6 +72,25 @@ class LogSink:
                 self.stream.flush()
 
 
+class _AiohttpLogBridge(logging.Handler):
+    """aiohttp logs a full traceback for every malformed request it rejects with 400;
+    the terminal gets one line instead."""
+
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage | LineTooLong | HttpProcessingError):
+            first = (getattr(exc, "message", "") or str(exc)).strip().splitlines()
+            why = first[0].rstrip(":") if first else type(exc).__name__
+            self.sink.message(f"rejected a malformed request with {exc.code}: {safe(why)}")
+        elif record.levelno >= logging.WARNING:
+            text = record.getMessage() + (f": {exc!r}" if exc else "")
+            self.sink.message(f"aiohttp: {safe(text)}")
+
+
 @dataclass
 class Runtime:
     generation: Generation
@@ -97,6 +118,7 @@ class ProxyServer:
         self.runner: web.ServerRunner | None = None
         self.port = 0
         self._watch_task: asyncio.Task[None] | None = None
+        self._log_bridge = _AiohttpLogBridge(self.log)
         self._file_stamp = _stamp(config_path)
 
     # -- request dispatch -----------------------------------------------------------------
@@ -207,6 +229,9 @@ class ProxyServer:
 
     async def start(self) -> None:
         cfg = self.rt.generation.config
+        server_log = logging.getLogger("aiohttp.server")
+        server_log.addHandler(self._log_bridge)
+        server_log.propagate = False
         server = web.Server(
             self.handle,
             access_log=None,
@@ -234,6 +259,7 @@ class ProxyServer:
         if self.ws_session is not None:
             await self.ws_session.close()
         await self.rt.client.close()
+        logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
         self.log.flush()
 
     def listening_line(self) -> str:

@@ -373,6 +373,7 @@ class TestHostileInput:
         assert b"X-Injected" not in head
         async with session.get(p.url + "/api/hello", headers={"Origin": ORIGIN}) as r:
             assert r.status == 200  # and the next request is served normally
+        assert "Traceback" not in p.log()
 
     async def test_concurrent_requests_share_the_pool(
         self, make_proxy: MakeProxy, upstream: Upstream, session

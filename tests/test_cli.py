@@ -1,0 +1,166 @@
+"""The command line as users run it: a real process, real signals, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.upstream_app import Upstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+class Proc:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "proxy", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+        assert self.p.stdout is not None
+        self.line = self.p.stdout.readline().strip()
+        assert self.line.startswith("listening on http://"), (self.line, self.p.stderr.read() if self.p.poll() is not None else "")
+        self.url = self.line.split()[2]
+
+    def stop(self) -> tuple[int, str]:
+        self.p.send_signal(signal.SIGTERM)
+        code = self.p.wait(timeout=15)
+        assert self.p.stderr is not None
+        return code, self.p.stderr.read()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for pr in started:
+        if pr.p.poll() is None:
+            pr.p.kill()
+            pr.p.wait()
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_check_ok_prints_normalized_rules() -> None:
+    r = run_cli("check", "--config", "config.example.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "config OK" in r.stdout
+    assert "rules[0] 'frontend': paths /api/*" in r.stdout
+    assert "origins: http://localhost:3000, http://127.0.0.1:3000, https://*.example.com" in r.stdout
+
+
+def test_check_reports_every_problem_with_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listne: x\nrules:\n  - origins: ['http://a.test']\n    allow_methods: ['GE T']\n")
+    r = run_cli("check", "--config", str(bad))
+    assert r.returncode == 2
+    assert "listne: unknown key (did you mean 'listen'?)" in r.stderr
+    assert "rules[0].allow_methods[0]: 'GE T' is not a valid HTTP method" in r.stderr
+
+
+def test_startup_with_bad_config_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - origins: ['null']\n    allow_credentials: true\n")
+    r = run_cli("--config", str(bad))
+    assert r.returncode == 2
+    assert "'null' cannot be combined with allow_credentials: true" in r.stderr
+
+
+def test_bad_flag_value_exits_2() -> None:
+    r = run_cli("check", "--listen", "nowhere")
+    assert r.returncode == 2
+    assert "listen: 'nowhere' is not HOST:PORT" in r.stderr
+
+
+def test_zero_config_run_and_sigterm(procs: list[Proc], upstream: Upstream) -> None:
+    pr = Proc("--upstream", upstream.url, "--origin", "http://localhost:3000", "--listen", "127.0.0.1:0")
+    procs.append(pr)
+    assert pr.line == f"listening on {pr.url} -> {upstream.url}"
+    assert not pr.url.endswith(":0")
+    status, headers, _ = get(pr.url + "/api/hello", {"Origin": "http://localhost:3000"})
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    code, err = pr.stop()
+    assert code == 0
+    assert "GET /api/hello 200 origin=http://localhost:3000 cors=allowed[command-line]" in err
+
+
+def test_environment_and_json_logs(procs: list[Proc], upstream: Upstream) -> None:
+    env = {
+        "CORS_PROXY_UPSTREAM": upstream.url,
+        "CORS_PROXY_LISTEN": "127.0.0.1:0",
+        "CORS_PROXY_ORIGINS": "http://localhost:3000,http://localhost:5173",
+    }
+    pr = Proc("--log-format", "json", env=env)
+    procs.append(pr)
+    status, headers, _ = get(pr.url + "/api/hello", {"Origin": "http://localhost:5173"})
+    assert (status, headers["Access-Control-Allow-Origin"]) == (200, "http://localhost:5173")
+    code, err = pr.stop()
+    assert code == 0
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    exchange = next(r for r in records if r.get("path") == "/api/hello")
+    assert exchange["status"] == 200 and exchange["cors"] == "allowed" and exchange["origin"] == "http://localhost:5173"
+
+
+def test_flags_override_environment(procs: list[Proc], upstream: Upstream) -> None:
+    env = {"CORS_PROXY_UPSTREAM": "http://127.0.0.1:1", "CORS_PROXY_LISTEN": "127.0.0.1:0"}
+    pr = Proc("--upstream", upstream.url, env=env)
+    procs.append(pr)
+    assert pr.line.endswith(f"-> {upstream.url}")
+    assert pr.stop()[0] == 0
+
+
+def test_sigterm_lets_in_flight_requests_finish(procs: list[Proc], upstream: Upstream) -> None:
+    import threading
+
+    pr = Proc("--upstream", upstream.url, "--listen", "127.0.0.1:0")
+    procs.append(pr)
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(get(pr.url + "/api/slow?s=1")[0]))
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    code, _ = pr.stop()
+    t.join(5)
+    assert code == 0 and result == [200]
+    assert time.monotonic() - started < 6
+
+
+def test_port_in_use_is_a_clear_error(procs: list[Proc], upstream: Upstream) -> None:
+    pr = Proc("--upstream", upstream.url, "--listen", "127.0.0.1:0")
+    procs.append(pr)
+    port = pr.url.rsplit(":", 1)[1]
+    r = run_cli("--upstream", upstream.url, "--listen", f"127.0.0.1:{port}")
+    assert r.returncode == 1
+    assert f"cannot listen on http://127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr
