@@ -20,7 +20,9 @@ from tests.container.support import (
     BASE_IMAGE,
     CHROMIUM_ARGS,
     COMPOSE_DIR,
+    Container,
     free_port,
+    podman,
     request,
     unique,
     wait_for,
@@ -50,6 +52,16 @@ class Compose:
         if proc.returncode != 0:
             pytest.fail(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stderr[-4000:]}")
         return proc
+
+    def container(self, service: str) -> Container:
+        """The service's container, found by the labels both compose tools set."""
+        names = podman(
+            "ps", "-a", "--format", "{{.Names}}",
+            "--filter", f"label=com.docker.compose.project={self.project}",
+            "--filter", f"label=com.docker.compose.service={service}",
+        ).stdout.split()  # fmt: skip
+        assert len(names) == 1, f"containers of {service}: {names}"
+        return Container(names[0])
 
 
 @pytest.fixture
@@ -84,7 +96,12 @@ def test_compose_example_page_calls_api_through_proxy(compose: Compose, chromium
     compose.run("up", "-d", "--build")
     proxy = f"http://localhost:{compose.proxy_port}"
     frontend = f"http://localhost:{compose.frontend_port}"
-    wait_healthy(f"http://127.0.0.1:{compose.proxy_port}", timeout=30, upstream=True)
+    wait_healthy(
+        f"http://127.0.0.1:{compose.proxy_port}",
+        timeout=30,
+        upstream=True,
+        container=compose.container("cors-proxy"),
+    )
     wait_for(
         "the frontend page",
         lambda: request("GET", f"http://127.0.0.1:{compose.frontend_port}/").status == 200,
