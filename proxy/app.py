@@ -42,11 +42,13 @@ class LogSink:
     def __init__(self, stream: TextIO, fmt: str) -> None:
         self.stream = stream
         self.fmt = fmt
+        # Colors only for people: a terminal, and not when NO_COLOR is set.
+        self.color = fmt == "text" and _isatty(stream) and "NO_COLOR" not in os.environ
         self._lines: list[str] = []
         self._scheduled = False
 
     def record(self, rec: Record) -> None:
-        self.line(rec.json() if self.fmt == "json" else rec.text())
+        self.line(rec.json() if self.fmt == "json" else rec.text(self.color))
 
     def message(self, text: str, **fields: object) -> None:
         if self.fmt == "json":
@@ -266,6 +268,13 @@ class ProxyServer:
         cfg = self.rt.generation.config
         host = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
         return f"listening on http://{host}:{self.port} -> {cfg.upstream}"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _default_client(cfg: Config) -> UpstreamClient:

@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         help="allowed origin; repeatable; replaces the file's rules with one permissive rule",
     )
     p.add_argument("--log-format", choices=("text", "json"), help="log lines as text or JSON")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        default=None,
+        help="after each blocked exchange, print curl commands that reproduce it",
+    )
     p.add_argument("--version", action="version", version=f"cors-proxy {__version__}")
     return p
 
@@ -55,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         upstream=args.upstream,
         origins=tuple(args.origin) if args.origin else None,
         log_format=args.log_format,
+        explain=args.explain,
     )
     overrides = merge_overrides(overrides_from_env(os.environ), flags)
     try:

@@ -33,6 +33,7 @@ TOP_KEYS: Final = (
     "timeouts",
     "upstream_wait",
     "log_format",
+    "explain",
     "rules",
 )
 TIMEOUT_KEYS: Final = ("connect", "read")
@@ -63,6 +64,7 @@ class Config:
     read_timeout: float | None = 60.0
     upstream_wait: float = 5.0  # seconds to keep retrying a refused connect (reloader)
     log_format: str = "text"  # text | json
+    explain: bool = False  # print curl commands reproducing each blocked exchange
     rules: tuple[CorsRule, ...] = ()
     source: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -81,6 +83,7 @@ class Overrides:
     upstream: str | None = None
     origins: tuple[str, ...] | None = None
     log_format: str | None = None
+    explain: bool | None = None
 
 
 def zero_config_rule(origins: Sequence[str]) -> dict[str, Any]:
@@ -111,6 +114,7 @@ def merge_overrides(low: Overrides, high: Overrides) -> Overrides:
         upstream=high.upstream or low.upstream,
         origins=high.origins if high.origins is not None else low.origins,
         log_format=high.log_format or low.log_format,
+        explain=high.explain if high.explain is not None else low.explain,
     )
 
 
@@ -143,6 +147,8 @@ def load(path: str | None, overrides: Overrides = Overrides()) -> Config:
         data["upstream"] = overrides.upstream
     if overrides.log_format is not None:
         data["log_format"] = overrides.log_format
+    if overrides.explain is not None:
+        data["explain"] = overrides.explain
     if overrides.origins is not None:
         data["rules"] = [zero_config_rule(overrides.origins)]
     return _Validator(path).config(data)
@@ -179,6 +185,7 @@ class _Validator:
                 self.seconds("timeouts.connect", timeouts.get("connect", connect), False) or connect
             )
             read = self.seconds("timeouts.read", timeouts.get("read", read), True)
+        explain = self.flag("explain", data.get("explain", cfg.explain))
         wait = self.seconds("upstream_wait", data.get("upstream_wait", cfg.upstream_wait), False)
         rules = self.rules(data.get("rules", []))
         if self.problems:
@@ -194,6 +201,7 @@ class _Validator:
             read_timeout=read,
             upstream_wait=wait if wait is not None else cfg.upstream_wait,
             log_format=log_format,
+            explain=explain,
             rules=rules,
             warnings=tuple(self.warnings),
         )

@@ -31,6 +31,7 @@ from proxy.headers import (
     upstream_request_headers,
 )
 from proxy.logfmt import Record
+from proxy.repro import curl_commands
 from proxy.upstream import UpstreamClient, UpstreamResponse
 
 OWN_PREFIX = "/__cors-proxy__/"
@@ -97,6 +98,8 @@ class Forwarder:
             0.0,
             reason=decision.reason if origin is not None and decision.rule else "",
         )
+        if gen.config.explain and rec.cors == "denied":
+            rec.repro = _repro(request, origin or "", request.method, None)
         try:
             return await self.forward(request, gen, decision, rec)
         finally:
@@ -135,6 +138,9 @@ class Forwarder:
                 (time.monotonic() - started) * 1000,
                 reason=d.reason,
                 note=f"for {acrm}" + (f" with {','.join(acrh)}" if acrh else ""),
+                repro=_repro(request, origin, acrm, ",".join(acrh))
+                if gen.config.explain and not d.allowed
+                else (),
             )
         )
         return resp
@@ -318,6 +324,16 @@ def _cors_word(decision: ActualDecision, origin: str | None) -> str:
     if origin is None:
         return "no-origin"
     return "allowed" if decision.allowed else "denied"
+
+
+def _repro(request: web.BaseRequest, origin: str, method: str, acrh: str | None) -> tuple[str, ...]:
+    url = f"{request.scheme}://{request.host}{request.raw_path}"
+    headers = list(request.headers.items())
+    return tuple(
+        curl_commands(
+            url=url, origin=origin, method=method, headers=headers, preflight_headers=acrh
+        )
+    )
 
 
 def _request_headers(request: web.BaseRequest) -> HeaderList | None:

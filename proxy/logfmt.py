@@ -19,6 +19,18 @@ def safe(text: str, limit: int = 300) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+_RED, _DIM = "\x1b[31m", "\x1b[2m"
+_STATUS_COLORS = {2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: _RED}
+
+
+def _paint(text: str, color: str) -> str:
+    return f"{color}{text}\x1b[0m" if color else text
+
+
+def _plain(text: str, color: str) -> str:
+    return text
+
+
 @dataclass
 class Record:
     method: str
@@ -31,21 +43,28 @@ class Record:
     reason: str = ""  # why CORS was denied, or what went wrong
     diagnosis: str = ""  # the upstream's real error, e.g. a Werkzeug one-liner
     note: str = ""  # what the browser would have done without the proxy, hints
+    repro: tuple[str, ...] = ()  # curl commands reproducing a blocked exchange (--explain)
 
-    def text(self) -> str:
+    def text(self, color: bool = False) -> str:
+        paint = _paint if color else _plain
+        status_color = _STATUS_COLORS.get(self.status // 100, "")
+        cors_color = _RED if "denied" in self.cors else ""
         line = (
-            f"{safe(self.method, 20)} {safe(self.path)} {self.status} "
+            f"{safe(self.method, 20)} {safe(self.path)} {paint(str(self.status), status_color)} "
             f"origin={safe(self.origin, 120) if self.origin is not None else '-'} "
-            f"cors={self.cors}"
-            + (f"[{safe(self.rule, 60)}]" if self.rule else "")
+            + paint(
+                f"cors={self.cors}" + (f"[{safe(self.rule, 60)}]" if self.rule else ""), cors_color
+            )
             + f" {self.ms:.1f}ms"
         )
-        for extra in (self.reason, self.diagnosis, self.note):
+        for extra, tone in ((self.reason, cors_color), (self.diagnosis, _RED), (self.note, _DIM)):
             if extra:
-                line += f" | {safe(extra, 500)}"
+                line += " | " + paint(safe(extra, 500), tone)
+        for command in self.repro:
+            line += f"\n    reproduce: {safe(command, 2000)}"
         return line
 
     def json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v not in ("", None)}
+        data = {k: v for k, v in asdict(self).items() if v not in ("", None, ())}
         data["ms"] = round(self.ms, 2)
         return json.dumps(data, ensure_ascii=True)

@@ -42,7 +42,10 @@ class Proc:
         )
         assert self.p.stdout is not None
         self.line = self.p.stdout.readline().strip()
-        assert self.line.startswith("listening on http://"), (self.line, self.p.stderr.read() if self.p.poll() is not None else "")
+        assert self.line.startswith("listening on http://"), (
+            self.line,
+            self.p.stderr.read() if self.p.poll() is not None else "",
+        )
         self.url = self.line.split()[2]
 
     def stop(self) -> tuple[int, str]:
@@ -76,12 +79,16 @@ def test_check_ok_prints_normalized_rules() -> None:
     assert r.returncode == 0, r.stderr
     assert "config OK" in r.stdout
     assert "rules[0] 'frontend': paths /api/*" in r.stdout
-    assert "origins: http://localhost:3000, http://127.0.0.1:3000, https://*.example.com" in r.stdout
+    assert (
+        "origins: http://localhost:3000, http://127.0.0.1:3000, https://*.example.com" in r.stdout
+    )
 
 
 def test_check_reports_every_problem_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("listne: x\nrules:\n  - origins: ['http://a.test']\n    allow_methods: ['GE T']\n")
+    bad.write_text(
+        "listne: x\nrules:\n  - origins: ['http://a.test']\n    allow_methods: ['GE T']\n"
+    )
     r = run_cli("check", "--config", str(bad))
     assert r.returncode == 2
     assert "listne: unknown key (did you mean 'listen'?)" in r.stderr
@@ -103,7 +110,9 @@ def test_bad_flag_value_exits_2() -> None:
 
 
 def test_zero_config_run_and_sigterm(procs: list[Proc], upstream: Upstream) -> None:
-    pr = Proc("--upstream", upstream.url, "--origin", "http://localhost:3000", "--listen", "127.0.0.1:0")
+    pr = Proc(
+        "--upstream", upstream.url, "--origin", "http://localhost:3000", "--listen", "127.0.0.1:0"
+    )
     procs.append(pr)
     assert pr.line == f"listening on {pr.url} -> {upstream.url}"
     assert not pr.url.endswith(":0")
@@ -129,7 +138,9 @@ def test_environment_and_json_logs(procs: list[Proc], upstream: Upstream) -> Non
     assert code == 0
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     exchange = next(r for r in records if r.get("path") == "/api/hello")
-    assert exchange["status"] == 200 and exchange["cors"] == "allowed" and exchange["origin"] == "http://localhost:5173"
+    assert exchange["status"] == 200
+    assert exchange["cors"] == "allowed"
+    assert exchange["origin"] == "http://localhost:5173"
 
 
 def test_flags_override_environment(procs: list[Proc], upstream: Upstream) -> None:
@@ -152,7 +163,8 @@ def test_sigterm_lets_in_flight_requests_finish(procs: list[Proc], upstream: Ups
     started = time.monotonic()
     code, _ = pr.stop()
     t.join(5)
-    assert code == 0 and result == [200]
+    assert code == 0
+    assert result == [200]
     assert time.monotonic() - started < 6
 
 

@@ -386,3 +386,31 @@ class TestHostileInput:
                 return int(r.status)
 
         assert set(await asyncio.gather(*(one() for _ in range(100)))) == {200}
+
+
+class TestExplain:
+    async def test_blocked_exchanges_get_curl_commands(
+        self, make_proxy: MakeProxy, upstream: Upstream, session
+    ) -> None:
+        p = await make_proxy(upstream.url, explain=True)
+        headers = {
+            "Origin": "http://evil.test",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "x-custom",
+        }
+        async with session.options(p.url + "/api/echo", headers=headers) as r:
+            assert r.status == 403
+        async with session.get(
+            p.url + "/api/hello", headers={"Origin": "http://evil.test", "Cookie": "sid=secret"}
+        ) as r:
+            assert r.status == 200
+        async with session.get(p.url + "/api/hello", headers={"Origin": ORIGIN}) as r:
+            assert r.status == 200
+        log = p.log()
+        assert (
+            f"reproduce: curl -i -X OPTIONS {p.url}/api/echo -H 'Origin: http://evil.test' "
+            "-H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: x-custom'"
+        ) in log
+        assert f"reproduce: curl -i -X GET {p.url}/api/hello -H 'Origin: http://evil.test'" in log
+        assert "secret" not in log
+        assert log.count("reproduce:") == 3  # preflight + its PUT, then the GET; allowed stay quiet
