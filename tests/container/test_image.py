@@ -110,15 +110,9 @@ def test_upstream_500_is_diagnosed_in_container_logs(stack: Stack) -> None:
 
 def test_sigterm_stops_with_exit_0(pm: Podman, image: str) -> None:
     port = free_port()
-    proxy = pm.run(
-        "-p",
-        f"127.0.0.1:{port}:8080",
-        "-e",
-        "CORS_PROXY_UPSTREAM=http://127.0.0.1:9",
-        "-e",
-        f"CORS_PROXY_ORIGINS={ALLOWED_ORIGIN}",
-        image,
-    )
+    # arguments after the image name go to cors-proxy
+    args = ["--upstream", "http://127.0.0.1:9", "--origin", ALLOWED_ORIGIN]
+    proxy = pm.run("-p", f"127.0.0.1:{port}:8080", image, *args)
     wait_healthy(f"http://127.0.0.1:{port}", timeout=15, container=proxy)
     started = time.monotonic()
     # -t 10: podman sends SIGTERM and would SIGKILL only after 10 s (exit code 137)
@@ -126,6 +120,8 @@ def test_sigterm_stops_with_exit_0(pm: Podman, image: str) -> None:
     took = time.monotonic() - started
     assert proxy.inspect("{{.State.ExitCode}}") == "0"
     assert took < 5, f"podman stop took {took:.1f}s: SIGTERM did not stop the proxy"
+    stdout, _ = proxy.logs()
+    assert "listening on http://0.0.0.0:8080 -> http://127.0.0.1:9" in stdout
 
 
 def _write(path: Path, text: str, replace: bool) -> None:
