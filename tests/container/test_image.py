@@ -192,4 +192,13 @@ def test_config_reload_on_bind_mount(pm: Podman, image: str, tmp_path: Path, mou
         interval=0.25,
     )
     assert _preflight(url, "http://localhost:3000") == 403
-    assert request("GET", url + HEALTH_PATH).json()["config_generation"] > generation
+    reloaded = request("GET", url + HEALTH_PATH).json()["config_generation"]
+    assert reloaded > generation
+
+    if mount == "directory":
+        # an invalid edit is refused: the proxy keeps running with the last good config
+        _write(config, "rules: [oops\n", replace=True)
+        time.sleep(2.5)  # more than two polling intervals
+        assert proxy.running()
+        assert _preflight(url, "http://localhost:4000") == 204
+        assert request("GET", url + HEALTH_PATH).json()["config_generation"] == reloaded
