@@ -17,7 +17,6 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TextIO
 
 import aiohttp
@@ -93,12 +92,6 @@ class _AiohttpLogBridge(logging.Handler):
             self.sink.message(f"aiohttp: {safe(text)}")
 
 
-@dataclass
-class Runtime:
-    generation: Generation
-    client: UpstreamClient
-
-
 class ProxyServer:
     def __init__(
         self,
@@ -113,8 +106,10 @@ class ProxyServer:
         self.overrides = overrides or Overrides()
         self.log = LogSink(log_stream or sys.stderr, config.log_format)
         self._make_client = make_client or _default_client
-        self.rt = Runtime(Generation.build(1, config), self._make_client(config))
-        self.forwarder = Forwarder(lambda: self.rt.generation, self.rt.client, self.log.record)
+        self.generation = Generation.build(1, config)
+        # The client (a ClientSession) needs a running loop: made in start().
+        self.client: UpstreamClient | None = None
+        self.forwarder: Forwarder | None = None
         self.ws_session: aiohttp.ClientSession | None = None
         self.open_sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.runner: web.ServerRunner | None = None
@@ -130,10 +125,11 @@ class ProxyServer:
             return await self.own_endpoint(request)
         if is_upgrade(request):
             return await self.websocket(request)
+        assert self.forwarder is not None
         return await self.forwarder.handle(request)
 
     async def websocket(self, request: web.BaseRequest) -> web.StreamResponse:
-        gen = self.rt.generation
+        gen = self.generation
         started = time.monotonic()
         origin = request.headers.get("Origin")
         own = f"{request.scheme}://{request.host}"
@@ -164,7 +160,7 @@ class ProxyServer:
             self.log.record(rec)
 
     async def own_endpoint(self, request: web.BaseRequest) -> web.StreamResponse:
-        gen = self.rt.generation
+        gen = self.generation
         if request.path == OWN_PREFIX + "health":
             reachable = await _reachable(gen.config.upstream, min(gen.config.connect_timeout, 1.0))
             body = {
@@ -185,7 +181,7 @@ class ProxyServer:
 
     def reload(self, why: str) -> bool:
         """Load the config file again; keep the running config when the new one is bad."""
-        old = self.rt.generation
+        old = self.generation
         try:
             cfg = load(self.config_path, self.overrides)
         except ConfigError as exc:
@@ -204,13 +200,16 @@ class ProxyServer:
             old.config.connect_timeout,
             old.config.read_timeout,
         ):
-            old_client = self.rt.client
-            self.rt.client = self.forwarder.client = self._make_client(cfg)
+            old_client = self.client
+            self.client = self._make_client(cfg)
+            if self.forwarder is not None:
+                self.forwarder.client = self.client
             # In-flight exchanges keep the old pool until they finish.
-            asyncio.get_running_loop().call_later(
-                60, lambda: asyncio.ensure_future(old_client.close())
-            )
-        self.rt.generation = gen
+            if old_client is not None:
+                asyncio.get_running_loop().call_later(
+                    60, lambda: asyncio.ensure_future(old_client.close())
+                )
+        self.generation = gen
         self.log.message(
             f"config generation {gen.number} active ({why}): {len(cfg.rules)} rule(s), "
             f"upstream {cfg.upstream}",
@@ -230,7 +229,9 @@ class ProxyServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        cfg = self.rt.generation.config
+        cfg = self.generation.config
+        self.client = self._make_client(cfg)
+        self.forwarder = Forwarder(lambda: self.generation, self.client, self.log.record)
         server_log = logging.getLogger("aiohttp.server")
         server_log.addHandler(self._log_bridge)
         server_log.propagate = False
@@ -245,9 +246,7 @@ class ProxyServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
         await site.start()
-        server_obj = site._server  # the only way to learn the port picked for 0
-        assert isinstance(server_obj, asyncio.base_events.Server)
-        self.port = server_obj.sockets[0].getsockname()[1]
+        self.port = self.runner.addresses[0][1]  # the real port when 0 was asked for
         if self.config_path:
             self._watch_task = asyncio.ensure_future(self.watch())
 
@@ -260,12 +259,13 @@ class ProxyServer:
             await self.runner.cleanup()
         if self.ws_session is not None:
             await self.ws_session.close()
-        await self.rt.client.close()
+        if self.client is not None:
+            await self.client.close()
         logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
         self.log.flush()
 
     def listening_line(self) -> str:
-        cfg = self.rt.generation.config
+        cfg = self.generation.config
         host = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
         return f"listening on http://{host}:{self.port} -> {cfg.upstream}"
 
@@ -318,7 +318,7 @@ async def run(server: ProxyServer, stdout: TextIO) -> int:
     if server.config_path:
         loop.add_signal_handler(signal.SIGHUP, lambda: server.reload("SIGHUP"))
     await server.start()
-    for warning in server.rt.generation.config.warnings:
+    for warning in server.generation.config.warnings:
         server.log.message(f"config warning: {warning}")
     print(server.listening_line(), file=stdout, flush=True)
     await stop.wait()
