@@ -209,6 +209,8 @@ class ProxyServer:
                 asyncio.get_running_loop().call_later(
                     60, lambda: asyncio.ensure_future(old_client.close())
                 )
+        if (cfg.listen_host, cfg.listen_port) != (old.config.listen_host, old.config.listen_port):
+            self.log.message("config note: a new listen address takes effect after a restart")
         self.generation = gen
         self.log.message(
             f"config generation {gen.number} active ({why}): {len(cfg.rules)} rule(s), "

@@ -50,9 +50,8 @@ class Proc:
 
     def stop(self) -> tuple[int, str]:
         self.p.send_signal(signal.SIGTERM)
-        code = self.p.wait(timeout=15)
-        assert self.p.stderr is not None
-        return code, self.p.stderr.read()
+        _, err = self.p.communicate(timeout=15)
+        return self.p.returncode, err
 
 
 @pytest.fixture
@@ -62,7 +61,7 @@ def procs() -> Iterator[list[Proc]]:
     for pr in started:
         if pr.p.poll() is None:
             pr.p.kill()
-            pr.p.wait()
+        pr.p.communicate()
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
