@@ -42,10 +42,9 @@ class Proc:
         )
         assert self.p.stdout is not None
         self.line = self.p.stdout.readline().strip()
-        assert self.line.startswith("listening on http://"), (
-            self.line,
-            self.p.stderr.read() if self.p.poll() is not None else "",
-        )
+        if not self.line.startswith("listening on http://"):
+            self.p.kill()
+            pytest.fail(f"no startup line: {self.line!r} {self.p.communicate()[1][-2000:]}")
         self.url = self.line.split()[2]
 
     def stop(self) -> tuple[int, str]:
