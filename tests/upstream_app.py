@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from flask import Flask, Response, make_response, redirect, request, stream_with_context, url_for
 from werkzeug.debug import DebuggedApplication
-from werkzeug.wrappers import Response as WResponse
 from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Response as WResponse
 
 GZ_BODY = gzip.compress(b'{"compressed": true}' * 50)
 
