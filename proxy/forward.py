@@ -263,7 +263,10 @@ class Forwarder:
 
         found = diagnose_body(up.status, header("content-type"), header("content-encoding"), body)
         if found is not None:
-            rec.diagnosis = found.summary + (f" ({found.hint})" if found.hint else "")
+            summary = found.summary
+            if found.hint and found.kind == "werkzeug-generic":
+                summary = summary.split(":", 1)[0]  # the stock description adds nothing
+            rec.diagnosis = summary + (f" ({found.hint})" if found.hint else "")
         if decision.allowed and not upstream_acao:
             rec.note = (
                 "without cors-proxy the browser would have reported a CORS error "
