@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
+import json
 import os
 import selectors
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
@@ -177,6 +179,16 @@ class ProxyProcess:
         self._drain = threading.Thread(target=self._copy_stdout, daemon=True)
         self._drain.start()
         self._mark = 0
+        health = self.health()
+        if health.get("status") != "ok":
+            raise RuntimeError(f"the proxy is not healthy: {health}")
+
+    def health(self) -> dict[str, Any]:
+        """GET /__cors-proxy__/health, as a compose healthcheck would."""
+        url = f"http://127.0.0.1:{self.port}/__cors-proxy__/health"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+        return data
 
     def _first_line(self, stream: IO[bytes]) -> str:
         deadline = time.monotonic() + STARTUP_TIMEOUT

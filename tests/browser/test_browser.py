@@ -213,6 +213,8 @@ def test_5_upstream_down_is_a_readable_502(page: PageDriver, make_proxy: MakePro
 
     assert r["headers"].get("x-cors-proxy-error"), r["headers"]  # exposed to scripts
     assert {"error", "upstream", "detail"} <= set(r["json"]), r["json"]
+    assert r["json"]["upstream"] == dead
+    assert proxy.health()["upstream_reachable"] is False
     assert " 502 " in only_line(proxy.wait_for_log("GET /api/hello"), "GET /api/hello")
 
 
@@ -274,8 +276,9 @@ def test_8_event_source_gets_events_one_by_one(
         assert not gate.is_set()
         first, second = page.page.evaluate("window.sse.events")
         assert (first["data"], second["data"]) == ("first", "second")
-        # They arrived apart, as Flask sent them, while the stream was still open.
-        assert second["t"] - first["t"] >= SSE_GAP * 1000 * 0.6, (first, second)
+        # They arrived apart, as Flask sent them, while the stream was still open (the
+        # gate is the proof; the gap only shows they were not delivered as one batch).
+        assert second["t"] - first["t"] >= SSE_GAP * 1000 * 0.25, (first, second)
     finally:
         gate.set()
     page.page.wait_for_function("window.sse.events.length >= 3", timeout=8_000)
