@@ -5,8 +5,14 @@
     upstream  http://127.0.0.1:<f>                (Flask under Werkzeug's threaded server)
 
 The same page served as http://127.0.0.1:<p> is a second origin the proxy does not allow.
-One browser per session, a fresh context (cookies, preflight cache) per test. No asyncio
+One browser per run, a fresh context (cookies, preflight cache) per test. No asyncio
 loop ever runs in the test thread: the sync Playwright API refuses to run inside one.
+
+The fixtures are module-scoped, not session-scoped, on purpose: while the sync Playwright
+API is open it marks its own event loop as running in the main thread, and the
+pytest-asyncio tests that run after this directory would fail with "Runner.run() cannot
+be called from a running event loop". All browser tests live in one module, so this is
+still one browser per run, closed (with the servers and proxies) before the next module.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ INSTALL_HINT = (
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_executable() -> str:
     exe = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
     if not exe:
@@ -46,7 +52,7 @@ def chromium_executable() -> str:
     return exe
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     try:
         from playwright.sync_api import sync_playwright
@@ -56,7 +62,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, chromium_executable: str) -> Iterator[Browser]:
     b = playwright.chromium.launch(
         executable_path=chromium_executable, args=CHROMIUM_ARGS, timeout=30_000
@@ -65,7 +71,7 @@ def browser(playwright: Playwright, chromium_executable: str) -> Iterator[Browse
     b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def page_server() -> Iterator[PageServer]:
     srv = PageServer(HERE / "static")
     yield srv
@@ -89,19 +95,19 @@ def _flask(debug: bool) -> Iterator[FlaskUpstream]:
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def flask_app() -> Iterator[FlaskUpstream]:
     """Flask not in debug mode: an unhandled error gives Werkzeug's generic 500 page."""
     yield from _flask(debug=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def flask_debug_app() -> Iterator[FlaskUpstream]:
     """Flask in debug mode, as `flask run --debug`: the debugger's traceback page."""
     yield from _flask(debug=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ws_upstream() -> Iterator[WsEchoServer]:
     srv = WsEchoServer()
     yield srv
@@ -123,11 +129,12 @@ def page_rule(page_server: PageServer, **overrides: Any) -> dict[str, Any]:
     return rule
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def proxy_pool(
     tmp_path_factory: pytest.TempPathFactory, page_server: PageServer
 ) -> Iterator[dict[str, ProxyProcess]]:
-    """Running proxies by name, started on first use, stopped with SIGTERM at the end."""
+    """Running proxies by name, started on first use, stopped with SIGTERM at the end
+    (each must exit 0)."""
     pool: dict[str, ProxyProcess] = {}
     yield pool
     codes = {name: p.stop() for name, p in pool.items()}
