@@ -173,17 +173,12 @@ def fetch_error_status(page: PageDriver, url: str, status: int) -> dict[str, Any
     return r
 
 
-def _fetch_500(page: PageDriver, url: str) -> dict[str, Any]:
-    r = fetch_error_status(page, url, 500)
-    return r
-
-
 def test_4_debug_flask_500_through_proxy_is_seen_and_explained(
     page: PageDriver, make_proxy: MakeProxy, flask_debug_app: FlaskUpstream
 ) -> None:
     proxy = make_proxy("debug-flask", flask_debug_app.url)
 
-    r = _fetch_500(page, proxy.origin + "/api/divide")
+    r = fetch_error_status(page, proxy.origin + "/api/divide", 500)
 
     assert "ZeroDivisionError" in str(r["text"])  # the debugger page reaches the script
     line = only_line(proxy.wait_for_log("GET /api/divide"), "GET /api/divide")
@@ -195,7 +190,7 @@ def test_4_debug_flask_500_through_proxy_is_seen_and_explained(
 def test_4_plain_flask_500_through_proxy_is_seen_and_explained(
     page: PageDriver, proxy: ProxyProcess
 ) -> None:
-    r = _fetch_500(page, proxy.origin + "/api/divide")
+    r = fetch_error_status(page, proxy.origin + "/api/divide", 500)
 
     assert "Internal Server Error" in str(r["text"])
     line = only_line(proxy.wait_for_log("GET /api/divide"), "GET /api/divide")
