@@ -77,6 +77,7 @@ class PreflightDecision:
     headers: Headers
     reason: str  # "" when allowed; the 403 body and the log's explanation otherwise
     rule: str | None
+    fix: str = ""  # which YAML key to change, with the value
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class ActualDecision:
     reason: str  # why not allowed, for the log
     vary: bool  # whether the response must carry Vary: Origin
     expose_all: bool = False  # expose every non-safelisted response header name
+    fix: str = ""  # for a refused origin: the YAML change that would allow it
 
 
 def path_glob(pattern: str) -> re.Pattern[str]:
@@ -247,10 +249,21 @@ class CorsPolicy:
         c = self._rule_for(path)
         vary = (("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),)
         if c is None:
-            return _deny(vary, None, f"no rule matches the path {_show(path)}")
+            return _deny(
+                vary,
+                None,
+                f"no rule matches the path {_show(path)}",
+                f"add a rule whose paths cover {_show(path.partition('?')[0])}",
+            )
         name = c.rule.name
+        at = f"rules[{c.index}]"
         if not self._origin_allowed(c, origin):
-            return _deny(vary, name, f"origin {_show(origin)} is not allowed by rule {name!r}")
+            return _deny(
+                vary,
+                name,
+                f"origin {_show(origin)} is not allowed by rule {name!r}",
+                _origin_fix(at, origin),
+            )
         if not is_token(method):
             return _deny(
                 vary, name, f"Access-Control-Request-Method {_show(method)} is not a method"
@@ -261,6 +274,7 @@ class CorsPolicy:
                 name,
                 f"method {method} is not in allow_methods of rule {name!r} "
                 f"(methods are case-sensitive; allowed: {c.acam})",
+                f"add {method} to {at}.allow_methods",
             )
         names = _parse_list(request_headers or "")
         if names is None:
@@ -274,12 +288,14 @@ class CorsPolicy:
                     vary,
                     name,
                     f"request header(s) {', '.join(refused)} not in allow_headers of rule {name!r}",
+                    f"add {', '.join(refused)} to {at}.allow_headers",
                 )
         if private_network and not c.rule.allow_private_network:
             return _deny(
                 vary,
                 name,
                 f"private network access requested; rule {name!r} has allow_private_network: false",
+                f"set {at}.allow_private_network: true",
             )
         headers: list[tuple[str, str]] = [("Access-Control-Allow-Origin", self._acao(c, origin))]
         if c.rule.allow_credentials:
@@ -319,7 +335,12 @@ class CorsPolicy:
             return ActualDecision(False, (), name, "no Origin header", vary=True)
         if not self._origin_allowed(c, origin):
             return ActualDecision(
-                False, (), name, f"origin {_show(origin)} is not allowed by rule {name!r}", True
+                False,
+                (),
+                name,
+                f"origin {_show(origin)} is not allowed by rule {name!r}",
+                True,
+                fix=_origin_fix(f"rules[{c.index}]", origin),
             )
         headers: list[tuple[str, str]] = [("Access-Control-Allow-Origin", self._acao(c, origin))]
         if c.rule.allow_credentials:
@@ -362,8 +383,18 @@ def _parse_list(value: str) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _deny(vary: Headers, rule: str | None, reason: str) -> PreflightDecision:
-    return PreflightDecision(False, 403, vary, reason, rule)
+def _deny(vary: Headers, rule: str | None, reason: str, fix: str = "") -> PreflightDecision:
+    return PreflightDecision(False, 403, vary, reason, rule, fix)
+
+
+def _origin_fix(at: str, origin: str) -> str:
+    if origin == "null":
+        return (
+            f'add "null" to {at}.origins (only without allow_credentials; any page can send null)'
+        )
+    if not is_serialized_origin(origin):
+        return "none: browsers never send this Origin (it is not a serialized http(s) origin)"
+    return f'add "{origin}" to {at}.origins'
 
 
 def _show(value: str | None) -> str:

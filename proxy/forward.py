@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy.advice import advise, cookie_problems, credentials_mode
 from proxy.config import Config
 from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy, expose_all_value
 from proxy.diagnostics import MAX_CAPTURE, diagnose_body
@@ -76,6 +77,7 @@ class Forwarder:
         self.client = client
         self.log = log
         self._conflicts_seen: set[tuple[str, str]] = set()
+        self._cookie_warnings: set[str] = set()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         gen = self.current()
@@ -127,22 +129,23 @@ class Forwarder:
             resp = web.Response(
                 status=403, text=body, headers=_multi(d.headers), content_type="text/plain"
             )
-        self.log(
-            Record(
-                "OPTIONS",
-                request.raw_path,
-                resp.status,
-                origin,
-                "preflight-ok" if d.allowed else "preflight-denied",
-                d.rule,
-                (time.monotonic() - started) * 1000,
-                reason=d.reason,
-                note=f"for {acrm}" + (f" with {','.join(acrh)}" if acrh else ""),
-                repro=_repro(request, origin, acrm, ",".join(acrh))
-                if gen.config.explain and not d.allowed
-                else (),
-            )
+        rec = Record(
+            "OPTIONS",
+            request.raw_path,
+            resp.status,
+            origin,
+            "preflight-ok" if d.allowed else "preflight-denied",
+            d.rule,
+            (time.monotonic() - started) * 1000,
+            reason=d.reason,
+            note=f"for {acrm}" + (f" with {','.join(acrh)}" if acrh else ""),
         )
+        if not d.allowed:
+            names = tuple(n.strip().lower() for n in ",".join(acrh).split(",") if n.strip())
+            self._advise(request, gen, rec, acrm, names, False, True, 403, d.headers, d.fix)
+            if gen.config.explain:
+                rec.repro = _repro(request, origin, acrm, ",".join(acrh))
+        self.log(rec)
         return resp
 
     # -- forwarding -----------------------------------------------------------------------
@@ -224,6 +227,8 @@ class Forwarder:
         vary = merge_vary(plan.vary, "Origin" if decision.vary else None)
         if vary:
             out.append(("Vary", vary))
+        if rec.origin is not None and rec.origin != client_origin:
+            self._browser_view(request, gen, decision, rec, up.status, out, override)
         resp = web.StreamResponse(status=up.status, reason=up.reason or None)
         for name, value in out:
             resp.headers.add(name, value)
@@ -249,6 +254,69 @@ class Forwarder:
             if capture is not None:
                 self._diagnose(up, bytes(capture), decision, upstream_acao, rec)
         return resp
+
+    def _browser_view(
+        self,
+        request: web.BaseRequest,
+        gen: Generation,
+        decision: ActualDecision,
+        rec: Record,
+        status: int,
+        out: HeaderList,
+        override: bool,
+    ) -> None:
+        """How Chromium will treat this cross-origin response, and the cookies in it."""
+        credentials = credentials_mode(list(request.headers.items()))
+        # With override, our headers are right by construction (and tested in Chromium):
+        # only refused origins and the upstream's own headers need the oracle.
+        if not decision.allowed or not override:
+            self._advise(
+                request, gen, rec, request.method, (), credentials, False, status, out, decision.fix
+            )
+        cookies = [v for n, v in out if n.lower() == "set-cookie"]
+        if cookies and rec.origin is not None and decision.allowed:
+            rule = gen.policy.rule_for(request.raw_path)
+            for problem in cookie_problems(
+                cookies,
+                page_origin=rec.origin,
+                proxy_origin=f"{request.scheme}://{request.host}",
+                credentials_allowed=bool(rule and rule.allow_credentials and decision.allowed),
+                rule=rule.name if rule else None,
+            ):
+                if problem not in self._cookie_warnings:
+                    self._cookie_warnings.add(problem)  # once per distinct problem
+                    rec.hints += (problem,)
+
+    def _advise(
+        self,
+        request: web.BaseRequest,
+        gen: Generation,
+        rec: Record,
+        method: str,
+        unsafe: tuple[str, ...],
+        credentials: bool,
+        preflight: bool,
+        status: int,
+        headers: Sequence[tuple[str, str]],
+        fix: str,
+    ) -> None:
+        rule = gen.policy.rule_for(request.raw_path)
+        a = advise(
+            url=f"{request.scheme}://{request.host}{request.raw_path}",
+            origin=rec.origin or "",
+            method=method,
+            unsafe_header_names=unsafe,
+            credentials=credentials,
+            preflight=preflight,
+            status=status,
+            response_headers=headers,
+            configured_origins=rule.origins if rule else (),
+            fix=fix,
+        )
+        rec.verdict = a.verdict
+        if a.verdict == "blocked":
+            rec.console, rec.fix = a.console, a.fix
+            rec.hints += a.hints
 
     def _diagnose(
         self,

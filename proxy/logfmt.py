@@ -19,8 +19,8 @@ def safe(text: str, limit: int = 300) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
-_RED, _DIM = "\x1b[31m", "\x1b[2m"
-_STATUS_COLORS = {2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: _RED}
+_RED, _GREEN, _DIM = "\x1b[31m", "\x1b[32m", "\x1b[2m"
+_STATUS_COLORS = {2: _GREEN, 3: "\x1b[36m", 4: "\x1b[33m", 5: _RED}
 
 
 def _paint(text: str, color: str) -> str:
@@ -43,6 +43,10 @@ class Record:
     reason: str = ""  # why CORS was denied, or what went wrong
     diagnosis: str = ""  # the upstream's real error, e.g. a Werkzeug one-liner
     note: str = ""  # what the browser would have done without the proxy, hints
+    verdict: str = ""  # the browser's verdict on a cross-origin exchange: allowed | blocked
+    console: str = ""  # for a blocked one, the text Chromium prints in its console
+    hints: tuple[str, ...] = ()  # near misses, causes, cookie problems
+    fix: str = ""  # the YAML change that would let it through
     repro: tuple[str, ...] = ()  # curl commands reproducing a blocked exchange (--explain)
 
     def text(self, color: bool = False) -> str:
@@ -57,7 +61,14 @@ class Record:
             )
             + f" {self.ms:.1f}ms"
         )
-        for extra, tone in ((self.reason, cors_color), (self.diagnosis, _RED), (self.note, _DIM)):
+        extras = [(self.reason, cors_color), (self.diagnosis, _RED)]
+        if self.console:
+            extras.append((f"browser: {self.console}", _RED))
+        extras += [(h, _DIM) for h in self.hints]
+        if self.fix:
+            extras.append((f"fix: {self.fix}", _GREEN))
+        extras.append((self.note, _DIM))
+        for extra, tone in extras:
             if extra:
                 line += " | " + paint(safe(extra, 500), tone)
         for command in self.repro:

@@ -47,7 +47,9 @@ class RunningProxy:
     def port(self) -> int:
         return self.server.port
 
-    def log(self) -> str:
+    async def logs(self) -> str:
+        """The log so far; the exchange's line is written after its last byte is sent."""
+        await asyncio.sleep(0.05)
         self.server.log.flush()
         return self.log_stream.getvalue()
 
