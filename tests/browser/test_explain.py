@@ -1,0 +1,99 @@
+"""Issue 6 in Chromium: for each classic mistake, the proxy's log line carries the very
+console text Chromium prints, the cause and the fix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.browser.conftest import FlaskUpstream, MakeProxy, page_rule
+from tests.browser.helpers import FAILED_TO_FETCH, PageDriver
+from tests.browser.servers import PageServer, ProxyProcess
+
+pytestmark = pytest.mark.browser
+
+OpenPage = Callable[..., PageDriver]
+
+
+def console_tail(text: str) -> str:
+    """Chromium's message after the URL part, which the proxy prints verbatim too."""
+    return text[text.index("has been blocked by CORS policy") :]
+
+
+def log_line(proxy: ProxyProcess, needle: str) -> str:
+    log = proxy.wait_for_log(needle, "browser: ")
+    lines = [ln for ln in log.splitlines() if needle in ln]
+    assert len(lines) == 1, log
+    return lines[0]
+
+
+def test_origin_not_listed_simple_get(
+    open_page: OpenPage, proxy: ProxyProcess, page_server: PageServer
+) -> None:
+    page = open_page("127.0.0.1")
+    path = f"/api/hello?explain={uuid.uuid4().hex[:6]}"
+    r, text = page.fetch_blocked(proxy.origin + path)
+    assert r == FAILED_TO_FETCH
+    line = log_line(proxy, f"GET {path}")
+    assert console_tail(text) in line
+    assert f"Access to fetch at '{proxy.origin}{path}' from origin '{page.origin}'" in line
+    # the near miss and the fix
+    assert f"the rules have {page_server.origin('localhost')} (different host" in line
+    assert f'fix: add "{page.origin}" to rules[0].origins' in line
+
+
+def test_origin_not_listed_preflight(open_page: OpenPage, proxy: ProxyProcess) -> None:
+    page = open_page("127.0.0.1")
+    path = f"/api/items/explain-{uuid.uuid4().hex[:6]}"
+    r, text = page.fetch_blocked(
+        proxy.origin + path,
+        {"method": "PUT", "body": "{}", "headers": {"Content-Type": "application/json"}},
+    )
+    assert r == FAILED_TO_FETCH
+    assert "Response to preflight request doesn't pass access control check" in text
+    line = log_line(proxy, f"OPTIONS {path}")
+    assert console_tail(text) in line
+    assert f'fix: add "{page.origin}" to rules[0].origins' in line
+
+
+@pytest.mark.parametrize(
+    ("init", "fix"),
+    [
+        (
+            {"method": "PUT", "headers": {"X-Api-Key": "k"}},
+            "fix: add x-api-key to rules[0].allow_headers",
+        ),
+        ({"method": "PROPFIND"}, "fix: add PROPFIND to rules[0].allow_methods"),
+    ],
+    ids=["header-not-allowed", "method-not-allowed"],
+)
+def test_preflight_refused_by_the_rule(
+    page: PageDriver, proxy: ProxyProcess, init: dict, fix: str
+) -> None:
+    path = f"/api/items/explain-{uuid.uuid4().hex[:6]}"
+    r, text = page.fetch_blocked(proxy.origin + path, init)
+    assert r == FAILED_TO_FETCH
+    line = log_line(proxy, f"OPTIONS {path}")
+    assert console_tail(text) in line
+    assert fix in line
+
+
+def test_upstream_star_with_credentials_when_preserved(
+    page: PageDriver, make_proxy: MakeProxy, flask_app: FlaskUpstream, page_server: PageServer
+) -> None:
+    proxy = make_proxy(
+        "preserve",
+        flask_app.url,
+        upstream_cors="preserve",
+        rules=[page_rule(page_server, paths=["/own/*", "/api/*"])],
+    )
+    path = f"/own/data?explain={uuid.uuid4().hex[:6]}"
+    # Authorization makes the credentials mode visible to the proxy (cookies would too).
+    init = {"credentials": "include", "headers": {"Authorization": "Bearer t"}}
+    r, text = page.fetch_blocked(proxy.origin + path, init)
+    assert r == FAILED_TO_FETCH
+    assert "must not be the wildcard '*'" in text
+    line = log_line(proxy, f"GET {path}")
+    assert console_tail(text) in line
