@@ -70,7 +70,7 @@ def test_origin_not_listed_preflight(open_page: OpenPage, proxy: ProxyProcess) -
     ids=["header-not-allowed", "method-not-allowed"],
 )
 def test_preflight_refused_by_the_rule(
-    page: PageDriver, proxy: ProxyProcess, init: dict, fix: str
+    page: PageDriver, proxy: ProxyProcess, init: dict[str, object], fix: str
 ) -> None:
     path = f"/api/items/explain-{uuid.uuid4().hex[:6]}"
     r, text = page.fetch_blocked(proxy.origin + path, init)
