@@ -1,0 +1,46 @@
+"""The README's "Why is my request blocked?" table is the browser oracle's own output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.verdict import Exchange, evaluate
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+U, O = "http://127.0.0.1:8080/api/x", "http://localhost:3000"
+ACAO = "Access-Control-Allow-Origin"
+
+CASES = {
+    "origin not allowed": (Exchange(U, O, "GET", (), False, False), 200, []),
+    "preflight refused": (Exchange(U, O, "PUT", (), False, True), 403, []),
+    "header": (
+        Exchange(U, O, "PUT", ("x-api-key",), False, True),
+        204,
+        [(ACAO, O), ("Access-Control-Allow-Methods", "PUT")],
+    ),
+    "method": (
+        Exchange(U, O, "PUT", (), False, True),
+        204,
+        [(ACAO, O), ("Access-Control-Allow-Methods", "GET")],
+    ),
+    "two values": (Exchange(U, O, "GET", (), False, False), 200, [(ACAO, "*"), (ACAO, O)]),
+    "star with credentials": (Exchange(U, O, "GET", (), True, False), 200, [(ACAO, "*")]),
+    "no credentials": (Exchange(U, O, "GET", (), True, False), 200, [(ACAO, O)]),
+    "other origin": (
+        Exchange(U, O, "GET", (), False, False),
+        200,
+        [(ACAO, "http://localhost:3001")],
+    ),
+    "preflight status": (Exchange(U, O, "PUT", (), False, True), 500, [(ACAO, O)]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_table_row_is_what_the_oracle_prints(case: str) -> None:
+    exchange, status, headers = CASES[case]
+    verdict = evaluate(exchange, status, headers)
+    assert not verdict.allowed
+    tail = verdict.console.split("has been blocked by CORS policy: ", 1)[1]
+    assert f"| `{tail}` |" in README, tail
