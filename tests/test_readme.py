@@ -9,31 +9,35 @@ import pytest
 from proxy.verdict import Exchange, evaluate
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-U, O = "http://127.0.0.1:8080/api/x", "http://localhost:3000"
+URL, ORIGIN = "http://127.0.0.1:8080/api/x", "http://localhost:3000"
 ACAO = "Access-Control-Allow-Origin"
 
 CASES = {
-    "origin not allowed": (Exchange(U, O, "GET", (), False, False), 200, []),
-    "preflight refused": (Exchange(U, O, "PUT", (), False, True), 403, []),
+    "origin not allowed": (Exchange(URL, ORIGIN, "GET", (), False, False), 200, []),
+    "preflight refused": (Exchange(URL, ORIGIN, "PUT", (), False, True), 403, []),
     "header": (
-        Exchange(U, O, "PUT", ("x-api-key",), False, True),
+        Exchange(URL, ORIGIN, "PUT", ("x-api-key",), False, True),
         204,
-        [(ACAO, O), ("Access-Control-Allow-Methods", "PUT")],
+        [(ACAO, ORIGIN), ("Access-Control-Allow-Methods", "PUT")],
     ),
     "method": (
-        Exchange(U, O, "PUT", (), False, True),
+        Exchange(URL, ORIGIN, "PUT", (), False, True),
         204,
-        [(ACAO, O), ("Access-Control-Allow-Methods", "GET")],
+        [(ACAO, ORIGIN), ("Access-Control-Allow-Methods", "GET")],
     ),
-    "two values": (Exchange(U, O, "GET", (), False, False), 200, [(ACAO, "*"), (ACAO, O)]),
-    "star with credentials": (Exchange(U, O, "GET", (), True, False), 200, [(ACAO, "*")]),
-    "no credentials": (Exchange(U, O, "GET", (), True, False), 200, [(ACAO, O)]),
+    "two values": (
+        Exchange(URL, ORIGIN, "GET", (), False, False),
+        200,
+        [(ACAO, "*"), (ACAO, ORIGIN)],
+    ),
+    "star with credentials": (Exchange(URL, ORIGIN, "GET", (), True, False), 200, [(ACAO, "*")]),
+    "no credentials": (Exchange(URL, ORIGIN, "GET", (), True, False), 200, [(ACAO, ORIGIN)]),
     "other origin": (
-        Exchange(U, O, "GET", (), False, False),
+        Exchange(URL, ORIGIN, "GET", (), False, False),
         200,
         [(ACAO, "http://localhost:3001")],
     ),
-    "preflight status": (Exchange(U, O, "PUT", (), False, True), 500, [(ACAO, O)]),
+    "preflight status": (Exchange(URL, ORIGIN, "PUT", (), False, True), 500, [(ACAO, ORIGIN)]),
 }
 
 
