@@ -93,6 +93,58 @@ def test_check_reports_every_problem_with_exit_2(tmp_path: Path) -> None:
     assert "rules[0].allow_methods[0]: 'GE T' is not a valid HTTP method" in r.stderr
 
 
+LINTY = """\
+rules:
+  - name: api
+    paths: ["/api/*"]
+    origins: ["http://localhost:3000"]
+    origin_regex: "https://app.example.com"
+    max_age: 86400
+  - name: later
+    paths: ["/api/v1/*"]
+    origins: ["http://localhost:3000"]
+"""
+
+
+def test_check_lints_rules_that_load_but_mislead(tmp_path: Path) -> None:
+    cfg = tmp_path / "lint.yaml"
+    cfg.write_text(LINTY)
+    r = run_cli("check", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr  # lint warns; only errors fail the check
+    warnings = [line for line in r.stdout.splitlines() if line.startswith("warning: ")]
+    assert any(
+        "rules[0].origin_regex" in w and "unescaped '.'" in w and "https://app-example.com" in w
+        for w in warnings
+    ), warnings
+    assert any("rules[0].max_age" in w and "Chromium caps" in w for w in warnings), warnings
+    assert any("rules[1]" in w and "'later' is never used" in w for w in warnings), warnings
+
+
+def test_lint_warnings_at_startup_and_on_reload(
+    procs: list[Proc], upstream: Upstream, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"listen: 127.0.0.1:0\nupstream: {upstream.url}\n" + LINTY)
+    pr = Proc("--config", str(cfg))
+    procs.append(pr)
+    # The reload re-lints: the regex warning goes, the max_age one stays.
+    cfg.write_text(cfg.read_text().replace("app.example.com", "app\\\\.example\\\\.com"))
+    pr.p.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, _, body = get(pr.url + "/__cors-proxy__/health")
+        if status == 200 and json.loads(body)["config_generation"] >= 2:
+            break
+        time.sleep(0.1)
+    code, err = pr.stop()
+    assert code == 0, err
+    lines = err.splitlines()
+    # Linted at startup and again on reload; the fixed regex is no longer reported.
+    assert sum("config warning: rules[0].origin_regex" in line for line in lines) == 1, err
+    assert sum("config warning: rules[0].max_age" in line for line in lines) >= 2, err
+    assert "config generation 2 active" in err, err
+
+
 def test_startup_with_bad_config_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - origins: ['null']\n    allow_credentials: true\n")
