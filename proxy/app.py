@@ -280,7 +280,15 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def _default_client(cfg: Config) -> UpstreamClient:
-    return AiohttpUpstream(
+    """The httptools client when httptools is installed (a third of ClientSession's CPU per
+    request, bench/RESULTS.md), else aiohttp's ClientSession."""
+    try:
+        from proxy.rawclient import RawUpstream
+    except ImportError:  # httptools missing: the `fast` extra is not installed
+        return AiohttpUpstream(
+            cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+        )
+    return RawUpstream(
         cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
     )
 

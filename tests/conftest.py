@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from proxy.app import ProxyServer
-from proxy.config import Overrides, load
+from proxy.config import Config, Overrides, load
+from proxy.upstream import AiohttpUpstream, UpstreamClient
 from tests.upstream_app import Upstream, start_upstream
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -65,7 +66,24 @@ def write_yaml(path: Any, data: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-async def make_proxy(tmp_path: Any) -> AsyncIterator[MakeProxy]:
+def upstream_client() -> str:
+    """Which upstream client ``make_proxy`` uses: the default one (``"default"``: the
+    httptools client), or ``"aiohttp"`` (the fallback without httptools). A module
+    overrides this fixture to run its tests with both."""
+    return "default"
+
+
+def client_factory(kind: str) -> Callable[[Config], UpstreamClient] | None:
+    if kind == "aiohttp":
+        return lambda cfg: AiohttpUpstream(
+            cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+        )
+    assert kind == "default", kind
+    return None
+
+
+@pytest.fixture
+async def make_proxy(tmp_path: Any, upstream_client: str) -> AsyncIterator[MakeProxy]:
     """Start a proxy from a config mapping (``upstream`` defaults to the Flask app)."""
     started: list[RunningProxy] = []
 
@@ -89,7 +107,12 @@ async def make_proxy(tmp_path: Any) -> AsyncIterator[MakeProxy]:
         path = write_yaml(tmp_path / f"config{len(started)}.yaml", data)
         cfg = load(path, Overrides())
         stream = io.StringIO()
-        server = ProxyServer(cfg, config_path=path, log_stream=stream)
+        server = ProxyServer(
+            cfg,
+            config_path=path,
+            log_stream=stream,
+            make_client=client_factory(upstream_client),
+        )
         await server.start()
         running = RunningProxy(server, stream)
         started.append(running)

@@ -18,6 +18,12 @@ from tests.conftest import ORIGIN, MakeProxy, raw_request
 from tests.upstream_app import GZ_BODY, Upstream
 
 
+@pytest.fixture(params=["default", "aiohttp"])
+def upstream_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with the httptools client and with ClientSession (the fallback)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as s:

@@ -1,0 +1,513 @@
+"""A small pooled HTTP/1.1 upstream client on ``asyncio.Protocol`` + ``httptools`` (I/O).
+
+``RawUpstream`` implements ``proxy.upstream.UpstreamClient`` for plain requests at a
+fraction of ``aiohttp.ClientSession``'s CPU per request (bench/RESULTS.md). It is a proxy's
+client, not a general one: it sends the method, target and headers it is given as they
+are, follows no redirects, decompresses nothing and adds no headers but the framing
+(``Transfer-Encoding: chunked`` for a body of unknown length, ``Host`` when missing).
+
+What it takes care of:
+
+- keep-alive pool: a connection goes back only after a whole response that allows reuse
+  (not ``Connection: close``, not HTTP/1.0 without keep-alive, not read-until-close);
+- a stale pooled connection (closed by the upstream while idle) is retried once on a fresh
+  connection, when nothing was written, or when the request was idempotent and had no body;
+- HEAD, 204 and 304 responses have no body whatever their headers say (httptools cannot
+  be told a response answers HEAD, so the parser is replaced after a HEAD response);
+- 1xx interim responses are skipped; 101 (an upgrade nobody asked for) is an error;
+- back-pressure in bytes both ways: reading from the upstream pauses while more than
+  ``buffer_limit`` bytes wait for the consumer; request bodies wait for the socket to drain;
+- timeouts: connect -> ``UpstreamTimeout("connect timeout")``, no response head within
+  ``read_timeout`` -> ``UpstreamTimeout("read timeout")``, a body silent for ``read_timeout``
+  -> ``UpstreamBodyError("read timeout")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from proxy.errors import UpstreamBodyError, UpstreamTimeout, UpstreamUnavailable
+
+BUFFER_LIMIT = 256 * 1024  # response bytes held for a slow consumer before reading pauses
+MAX_IDLE = 64  # idle keep-alive connections kept per client
+_NO_BODY_STATUS = frozenset((204, 304))
+
+
+class _Closed(Exception):
+    """The connection ended before the response head (internal)."""
+
+
+class _Timeout(Exception):
+    """A read deadline passed (internal)."""
+
+
+class _Conn(asyncio.Protocol):
+    """One HTTP/1.1 connection; parses responses with httptools; one exchange at a time."""
+
+    def __init__(self, buffer_limit: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.buffer_limit = buffer_limit
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.lost = False
+        self.reused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.head_only = False  # the request was HEAD: the response has no body
+        self.headers: list[tuple[str, str]] = []
+        self.status = 0
+        self.reason = ""
+        self.head_done = False
+        self.done = False
+        self.keep_alive = False
+        self.until_eof = True  # no Content-Length, not chunked: the body ends with the connection
+        self.received = False  # any response byte on this exchange
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.read_paused = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; same interface.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.head_done and not self.done and self.until_eof and exc is None:
+            self.done = True  # read-until-close body: the close is its end
+        elif not self.done and self.error is None:
+            self.error = exc or _Closed("upstream closed the connection")
+        self._wake()
+        w = self.drain_waiter
+        if w is not None and not w.done():
+            w.set_exception(ConnectionResetError("upstream closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(_Closed("upstream switched protocols (101) without being asked"))
+        except httptools.HttpParserError as exc:
+            self._fail(_Closed(f"invalid response: {exc}"))
+        if self.head_only and self.head_done:
+            # Whatever the headers say, a response to HEAD ends with its head. The parser
+            # would wait for Content-Length bytes: replace it for the next exchange.
+            self.parser = httptools.HttpResponseParser(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        w = self.drain_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status == 101:
+            self._fail(_Closed("upstream switched protocols (101) without being asked"))
+            return
+        if 100 <= status < 200:
+            self.headers = []  # interim response (100 Continue, 103 Early Hints): skip
+            return
+        self.status = status
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == "content-length" or (
+                lname == "transfer-encoding" and "chunked" in value.lower()
+            ):
+                self.until_eof = False
+        self.head_done = True
+        if self.head_only or status in _NO_BODY_STATUS:
+            self.until_eof = False
+            self.done = True
+            self.keep_alive = self.parser.should_keep_alive()
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:
+            self.keep_alive = False  # a body after HEAD/204/304: dropped, connection not reused
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > self.buffer_limit and not self.read_paused and self.transport:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self.head_done:
+            return  # end of a 1xx interim response
+        if not self.done:
+            self.done = True
+            self.keep_alive = self.parser.should_keep_alive()  # valid inside the callback only
+        self._wake()
+
+    # -- used by the client ---------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        if self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _expire(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_exception(_Timeout())
+
+    async def _wait(self, limit: float | None) -> None:
+        self.waiter = w = self.loop.create_future()
+        timer = self.loop.call_later(limit, self._expire) if limit is not None else None
+        try:
+            await w
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def drain(self) -> None:
+        if self.lost:
+            raise ConnectionResetError("upstream closed the connection")
+        if self.write_paused:
+            self.drain_waiter = self.loop.create_future()
+            try:
+                await self.drain_waiter
+            finally:
+                self.drain_waiter = None
+
+    def reusable(self) -> bool:
+        return (
+            self.done
+            and self.keep_alive
+            and not self.lost
+            and self.error is None
+            and not self.chunks
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Response:
+    """``UpstreamResponse`` over one exchange of a ``_Conn``."""
+
+    __slots__ = ("_conn", "_read_timeout", "headers", "reason", "status")
+
+    def __init__(self, conn: _Conn, read_timeout: float | None) -> None:
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self.status = conn.status
+        self.reason = conn.reason
+        self.headers = conn.headers
+
+    async def read(self) -> bytes:
+        c = self._conn
+        while True:
+            if c.chunks:
+                data = c.chunks.popleft() if len(c.chunks) == 1 else b"".join(c.chunks)
+                c.chunks.clear()
+                c.buffered = 0
+                if c.read_paused and c.transport is not None:
+                    c.read_paused = False
+                    c.transport.resume_reading()
+                return data
+            if c.done:
+                return b""
+            if c.error is not None:
+                raise UpstreamBodyError("upstream connection lost", _detail(c.error))
+            try:
+                await c._wait(self._read_timeout)
+            except _Timeout:
+                raise UpstreamBodyError("read timeout", "the upstream stopped sending") from None
+
+
+class _Exchange:
+    """The async context manager ``RawUpstream.request`` returns."""
+
+    __slots__ = ("_args", "_client", "_conn", "_sender")
+
+    def __init__(
+        self,
+        client: RawUpstream,
+        args: tuple[str, str, list[tuple[str, str]], AsyncIterator[bytes] | None, bool],
+    ) -> None:
+        self._client = client
+        self._args = args
+        self._conn: _Conn | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Response:
+        method, target, headers, body, idempotent = self._args
+        client = self._client
+        chunked = body is not None and not _has_length(headers)
+        head = client._head(method, target, headers, chunked=chunked)
+        conn = await client._acquire()
+        try:
+            try:
+                await self._send(conn, head, method, body, chunked)
+            except _Closed as exc:
+                conn.close()
+                # A pooled connection the upstream closed while idle: retried once on a fresh
+                # one when the request can be replayed (idempotent, no body, no answer yet).
+                if not conn.reused or conn.received or body is not None or not idempotent:
+                    raise UpstreamUnavailable(
+                        "upstream closed the connection", _detail(exc), sent=True
+                    ) from None
+                conn = await client._connect()
+                try:
+                    await self._send(conn, head, method, body, chunked)
+                except _Closed as exc2:
+                    raise UpstreamUnavailable(
+                        "upstream closed the connection", _detail(exc2), sent=True
+                    ) from None
+        except BaseException:
+            self._abort()
+            raise
+        return _Response(conn, client.read_timeout)
+
+    def _abort(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        if self._conn is not None:
+            self._conn.close()
+
+    async def _send(
+        self,
+        conn: _Conn,
+        head: bytes,
+        method: str,
+        body: AsyncIterator[bytes] | None,
+        chunked: bool,
+    ) -> None:
+        """Write the request and wait for the response head (raises _Closed, Upstream*)."""
+        self._conn = conn
+        conn._start()
+        conn.head_only = method == "HEAD"
+        assert conn.transport is not None
+        conn.transport.write(head)
+        if body is not None:
+            self._sender = asyncio.ensure_future(_send_body(conn, body, chunked))  # held here
+        while not conn.head_done:
+            sender = self._sender
+            if sender is not None and sender.done() and sender.exception() is not None:
+                raise UpstreamUnavailable(
+                    "request body failed", _detail(sender.exception()), sent=True
+                )
+            err = conn.error
+            if err is not None:
+                if isinstance(err, _Closed) and str(err).startswith("invalid response"):
+                    raise UpstreamUnavailable(
+                        "invalid response from the upstream", str(err), sent=True
+                    )
+                if isinstance(err, _Closed | ConnectionError):
+                    raise _Closed(_detail(err))
+                raise UpstreamUnavailable("upstream connection failed", _detail(err), sent=True)
+            try:
+                await conn._wait(self._client.read_timeout)
+            except _Timeout:
+                raise UpstreamTimeout(
+                    "read timeout", "no response headers within the limit"
+                ) from None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, sender = self._conn, self._sender
+        if conn is None:
+            return
+        if sender is not None and not sender.done():
+            sender.cancel()
+            conn.close()  # the upstream answered before the whole body went out
+            return
+        if exc_type is None and conn.reusable() and (sender is None or sender.exception() is None):
+            self._client._release(conn)
+        else:
+            conn.close()
+
+
+async def _send_body(conn: _Conn, body: AsyncIterator[bytes], chunked: bool) -> None:
+    t = conn.transport
+    assert t is not None
+    try:
+        async for chunk in body:
+            if not chunk:
+                continue
+            if conn.lost:
+                return
+            if chunked:
+                t.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            else:
+                t.write(chunk)
+            await conn.drain()
+        if chunked and not conn.lost:
+            t.write(b"0\r\n\r\n")
+    except ConnectionResetError:
+        return  # the upstream closed: the response side reports it
+    except BaseException:
+        conn.close()
+        raise
+
+
+class RawUpstream:
+    """``UpstreamClient`` on pooled keep-alive connections parsed with httptools.
+
+    Same constructor as ``AiohttpUpstream``: ``RawUpstream(base_url, connect_timeout=5.0,
+    read_timeout=60.0)``; ``buffer_limit`` is the back-pressure threshold in bytes."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float | None,
+        buffer_limit: int = BUFFER_LIMIT,
+        max_idle: int = MAX_IDLE,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream must be an http(s) URL with a host: {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        self.prefix = parts.path.rstrip("/")
+        default_port = 443 if parts.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.authority = host if self.port == default_port else f"{host}:{self.port}"
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.buffer_limit = buffer_limit
+        self.max_idle = max_idle
+        self._idle: list[_Conn] = []
+        self._closed = False
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: AsyncIterator[bytes] | None,
+        *,
+        idempotent: bool,
+    ) -> _Exchange:
+        return _Exchange(self, (method, target, headers, body, idempotent))
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _head(
+        self, method: str, target: str, headers: list[tuple[str, str]], *, chunked: bool
+    ) -> bytes:
+        lines = [f"{method} {self.prefix}{target} HTTP/1.1\r\n"]
+        has_host = False
+        for name, value in headers:
+            if not has_host and name.lower() == "host":
+                has_host = True
+            lines.append(f"{name}: {value}\r\n")
+        if not has_host:
+            lines.append(f"Host: {self.authority}\r\n")
+        if chunked:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("utf-8", "surrogateescape")
+
+    async def _acquire(self) -> _Conn:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return await self._connect()
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        limit = self.buffer_limit
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Conn(limit),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout("connect timeout", "no connection within the limit") from None
+        except ConnectionRefusedError as exc:
+            raise UpstreamUnavailable("connection refused", self._where(exc)) from None
+        except socket.gaierror as exc:
+            raise UpstreamUnavailable("DNS lookup failed", self._where(exc)) from None
+        except OSError as exc:
+            raise UpstreamUnavailable("connection failed", self._where(exc)) from None
+        return conn
+
+    def _release(self, conn: _Conn) -> None:
+        conn.reused = False
+        if self._closed or len(self._idle) >= self.max_idle:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def _where(self, exc: OSError) -> str:
+        return f"{self.host}:{self.port}: {exc.strerror or exc}"
+
+
+def _has_length(headers: list[tuple[str, str]]) -> bool:
+    return any(name.lower() == "content-length" for name, _ in headers)
+
+
+def _detail(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["BUFFER_LIMIT", "RawUpstream"]
