@@ -23,7 +23,8 @@ RUN python -m venv /opt/build \
 # Dependencies first, read from pyproject.toml alone: this layer survives code changes.
 COPY pyproject.toml ./
 RUN /opt/build/bin/python -c "import tomllib; \
-print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['fast']))" \
         > requirements.txt \
     && /opt/build/bin/pip wheel --no-cache-dir --wheel-dir /wheels/deps -r requirements.txt
 # Then the code: only this layer and the ones below rebuild on an edit.
