@@ -44,7 +44,9 @@ def client(url: str, **kw: int) -> RawUpstream:
     return RawUpstream(url, connect_timeout=2, read_timeout=2, **kw)
 
 
-async def fetch(c: RawUpstream, method: str = "GET", body: bytes | None = None) -> tuple:
+async def fetch(
+    c: RawUpstream, method: str = "GET", body: bytes | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
     async def one() -> AsyncIterator[bytes]:
         yield body or b""
 
@@ -173,7 +175,7 @@ async def test_reading_pauses_while_the_consumer_is_slow() -> None:
         c = client(url, buffer_limit=256 * 1024)
         async with c.request("GET", "/x", [], None, idempotent=True) as r:
             await asyncio.sleep(0.5)  # nobody reads: the client must stop reading too
-            held = r._conn.buffered  # type: ignore[attr-defined]
+            held = r._conn.buffered
             assert held < 1024 * 1024, f"{held} bytes buffered for a consumer that reads nothing"
             total = 0
             while chunk := await r.read():
