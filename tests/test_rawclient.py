@@ -62,13 +62,20 @@ async def fetch(
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
-    async def handler(reader, writer, n):
+def answer(response: bytes) -> Handler:
+    """A server that answers each connection's first request with ``response``, then closes."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_head(reader)
-        writer.write(OK)  # keep-alive response, then the server drops the idle connection
+        writer.write(response)
         await writer.drain()
 
-    async with raw_server(handler) as (url, conns):
+    return handler
+
+
+async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
+    # a keep-alive response, then the server drops the idle connection
+    async with raw_server(answer(OK)) as (url, conns):
         c = client(url)
         assert (await fetch(c))[2] == b"ok"
         await asyncio.sleep(0.05)  # the close reaches the pooled connection
@@ -98,15 +105,11 @@ async def test_request_sent_on_a_dead_connection_is_not_replayed_when_not_idempo
 
 
 async def test_interim_1xx_is_skipped_and_set_cookie_lines_kept() -> None:
-    async def handler(reader, writer, n):
-        await read_head(reader)
-        writer.write(
-            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-            b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2; Path=/\r\n"
-            b"Content-Length: 2\r\n\r\nok"
-        )
-        await writer.drain()
-
+    handler = answer(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2; Path=/\r\n"
+        b"Content-Length: 2\r\n\r\nok"
+    )
     async with raw_server(handler) as (url, _):
         c = client(url)
         status, headers, body = await fetch(c)
@@ -135,11 +138,7 @@ async def test_head_response_has_no_body_and_the_connection_is_reused() -> None:
 
 
 async def test_connection_close_and_read_until_close() -> None:
-    async def handler(reader, writer, n):
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-        await writer.drain()
-
+    handler = answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
     async with raw_server(handler) as (url, conns):
         c = client(url)
         assert (await fetch(c))[2] == b"until the end"
@@ -149,11 +148,7 @@ async def test_connection_close_and_read_until_close() -> None:
 
 
 async def test_short_body_is_an_error_not_a_complete_response() -> None:
-    async def handler(reader, writer, n):
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
-        await writer.drain()
-
+    handler = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
     async with raw_server(handler) as (url, _):
         c = client(url)
         with pytest.raises(UpstreamBodyError):
