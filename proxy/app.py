@@ -16,23 +16,29 @@ import signal
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
 from proxy import __version__
 from proxy.config import Config, Overrides, load
 from proxy.errors import ConfigError
 from proxy.forward import OWN_PREFIX, Forwarder, Generation
 from proxy.logfmt import Record, safe
+from proxy.probe import accepts
 from proxy.upstream import AiohttpUpstream, UpstreamClient
-from proxy.websocket import bridge, is_upgrade
+from proxy.websocket import AnyWebSocket, bridge, is_upgrade
 
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
+WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
 WATCH_INTERVAL = 1.0  # config file polling; inotify does not see bind-mount edits
+WATCH_SETTLE = 0.1  # a changed file is read once it stops changing (editors write in steps)
+MAX_FIELD_SIZE = 32768  # bytes per request line and per header field (aiohttp's parser)
 
 
 class LogSink:
@@ -92,6 +98,111 @@ class _AiohttpLogBridge(logging.Handler):
             self.sink.message(f"aiohttp: {safe(text)}")
 
 
+def _too_large(exc: BaseException | None) -> bool:
+    """The parser gave up on a header field or on the number of fields (-> 431)."""
+    if isinstance(exc, LineTooLong):
+        return True
+    return isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower()
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection handler with the proxy's answers to what its parser rejects,
+    and half-closed clients served to the end."""
+
+    def __init__(self, manager: _Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._log = manager.log
+        self.body: aiohttp.StreamReader | None = None  # of the latest request (for EOF)
+
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's contract: bool
+        # A client that shut down its write side (``curl -T``, ``nc -N``) after sending
+        # whole requests still reads the answers: keep the transport open and close once
+        # they are done. Otherwise close now: when idle (aiohttp's close() would leave the
+        # socket open), or when a body is cut short, so it is seen as truncated and a
+        # linger reading the rest does not wait for bytes that never come.
+        bodies = [payload for _, payload in self._messages]
+        if self.body is not None:
+            bodies.append(self.body)
+        idle = self._waiter is not None and not self._waiter.done()
+        if idle or not all(body.is_eof() for body in bodies):
+            return False
+        self.close()
+        return True
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not _too_large(exc):
+            return super().handle_error(request, status, exc, message)
+        # RFC 6585 431. Never echo the field: it is often a cookie or a token. The parser
+        # stops before the headers exist, so there is no Origin to add CORS headers for.
+        self._log.message(
+            f"rejected a request with 431: a header field is longer than {MAX_FIELD_SIZE} "
+            "bytes, or there are more than 128 fields"
+        )
+        resp = web.Response(
+            status=431,
+            text=f"cors-proxy: request header fields too large (limit {MAX_FIELD_SIZE} bytes "
+            "per field, 128 fields)\n",
+        )
+        resp.force_close()
+        return resp
+
+
+class _Server(web.Server):
+    """``web.Server`` that makes ``_Handler``s and keeps at most ``limits.max_connections``
+    connections served; more wait, accepted but unread, like nginx's accept backlog."""
+
+    def __init__(self, owner: ProxyServer, **kwargs: Any) -> None:
+        super().__init__(owner.handle, **kwargs)
+        self.owner = owner
+        self.log = owner.log
+        self.served: set[RequestHandler] = set()
+        self.held: deque[tuple[RequestHandler, asyncio.Transport]] = deque()
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        limit = self.owner.generation.config.max_connections
+        if limit is None or len(self.served) < limit:
+            self.served.add(handler)
+            return
+        transport.pause_reading()  # its request waits in the socket buffer
+        self.held.append((handler, transport))
+        self._reclaim_idle()
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.owner.idle.discard(handler)
+        if handler in self.served:
+            self.served.discard(handler)
+            self._admit()
+        else:
+            self.held = deque((h, t) for h, t in self.held if h is not handler)
+
+    def _admit(self) -> None:
+        limit = self.owner.generation.config.max_connections
+        while self.held and (limit is None or len(self.served) < limit):
+            handler, transport = self.held.popleft()
+            if not transport.is_closing():
+                self.served.add(handler)
+                transport.resume_reading()
+
+    def _reclaim_idle(self) -> None:
+        """Close one idle keep-alive connection so a waiting one gets its slot (nginx
+        does the same when worker_connections run out)."""
+        if self.owner.idle:
+            # force_close: aiohttp's close() on a waiting connection ends its task but
+            # leaves the socket open. Never a fresh connection: its request may be on the way.
+            self.owner.idle.pop().force_close()
+
+
 class ProxyServer:
     def __init__(
         self,
@@ -111,8 +222,11 @@ class ProxyServer:
         self.client: UpstreamClient | None = None
         self.forwarder: Forwarder | None = None
         self.ws_session: aiohttp.ClientSession | None = None
-        self.open_sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.open_sockets: weakref.WeakSet[AnyWebSocket] = weakref.WeakSet()
         self.runner: web.ServerRunner | None = None
+        self.site: web.TCPSite | None = None
+        self.server: _Server | None = None
+        self.idle: set[RequestHandler] = set()  # kept-alive between requests (limits only)
         self.port = 0
         self._watch_task: asyncio.Task[None] | None = None
         self._log_bridge = _AiohttpLogBridge(self.log)
@@ -121,6 +235,21 @@ class ProxyServer:
     # -- request dispatch -----------------------------------------------------------------
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        proto = request.protocol
+        if isinstance(proto, _Handler):
+            proto.body = request.content
+        if self.generation.config.max_connections is None:
+            return await self.dispatch(request)
+        self.idle.discard(proto)
+        try:
+            return await self.dispatch(request)
+        finally:
+            if self.server is not None and self.server.held:
+                proto.close()  # after this response: a waiting connection takes the slot
+            else:
+                self.idle.add(proto)
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
             return await self.own_endpoint(request)
         if is_upgrade(request):
@@ -162,7 +291,8 @@ class ProxyServer:
     async def own_endpoint(self, request: web.BaseRequest) -> web.StreamResponse:
         gen = self.generation
         if request.path == OWN_PREFIX + "health":
-            reachable = await _reachable(gen.config.upstream, min(gen.config.connect_timeout, 1.0))
+            limit = min(gen.config.connect_timeout, 1.0)
+            reachable = await accepts(gen.upstream_host, gen.upstream_port, limit)
             body = {
                 "status": "ok",
                 "version": __version__,
@@ -182,6 +312,7 @@ class ProxyServer:
     def reload(self, why: str) -> bool:
         """Load the config file again; keep the running config when the new one is bad."""
         old = self.generation
+        self._file_stamp = _stamp(self.config_path)  # the watcher must not load it again
         try:
             cfg = load(self.config_path, self.overrides)
         except ConfigError as exc:
@@ -223,10 +354,17 @@ class ProxyServer:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             stamp = _stamp(self.config_path)
-            if stamp != self._file_stamp:
-                self._file_stamp = stamp
-                if stamp is not None:
-                    self.reload("file changed")
+            if stamp == self._file_stamp:
+                continue
+            for _ in range(20):  # bounded: an editor that never stops writing still reloads
+                await asyncio.sleep(WATCH_SETTLE)
+                again = _stamp(self.config_path)
+                if again == stamp:
+                    break
+                stamp = again
+            if stamp is not None and stamp != self._file_stamp:  # not reloaded by SIGHUP
+                self.reload("file changed")
+            self._file_stamp = stamp
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -237,16 +375,16 @@ class ProxyServer:
         server_log = logging.getLogger("aiohttp.server")
         server_log.addHandler(self._log_bridge)
         server_log.propagate = False
-        server = web.Server(
-            self.handle,
+        self.server = server = _Server(
+            self,
             access_log=None,
             handler_cancellation=False,
-            max_field_size=32768,
-            max_line_size=32768,
+            max_field_size=MAX_FIELD_SIZE,
+            max_line_size=MAX_FIELD_SIZE,
         )
         self.runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
+        self.site = site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
         await site.start()
         self.port = self.runner.addresses[0][1]  # the real port when 0 was asked for
         if self.config_path:
@@ -255,8 +393,17 @@ class ProxyServer:
     async def stop(self) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
-        for ws in list(self.open_sockets):
-            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"proxy shutting down")
+        if self.site is not None:
+            site, self.site = self.site, None  # stop() may run twice (tests, signals)
+            await site.stop()  # no new connections from here on
+        closing = [
+            asyncio.wait_for(
+                ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"proxy shutting down"),
+                WS_CLOSE_TIMEOUT,
+            )
+            for ws in list(self.open_sockets)
+        ]
+        await asyncio.gather(*closing, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
         if self.ws_session is not None:
@@ -303,22 +450,6 @@ def _stamp(path: str | None) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-async def _reachable(upstream: str, limit: float) -> bool:
-    from yarl import URL
-
-    url = URL(upstream)
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(url.host, url.port), timeout=limit
-        )
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
 async def run(server: ProxyServer, stdout: TextIO) -> int:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads the config."""
     loop = asyncio.get_running_loop()
@@ -333,5 +464,10 @@ async def run(server: ProxyServer, stdout: TextIO) -> int:
     print(server.listening_line(), file=stdout, flush=True)
     await stop.wait()
     server.log.message("shutting down: finishing in-flight requests")
-    await server.stop()
+    await server.stop()  # bounded by SHUTDOWN_TIMEOUT; a second signal meanwhile is a no-op
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # A repeated SIGTERM (``docker stop`` racing a supervisor) while the interpreter
+        # winds down must not turn a clean exit into "killed by signal".
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     return 0

@@ -35,9 +35,11 @@ TOP_KEYS: Final = (
     "upstream_wait",
     "log_format",
     "explain",
+    "limits",
     "rules",
 )
 TIMEOUT_KEYS: Final = ("connect", "read")
+LIMIT_KEYS: Final = ("max_body_bytes", "max_connections")
 RULE_KEYS: Final = (
     "name",
     "paths",
@@ -66,6 +68,8 @@ class Config:
     upstream_wait: float = 5.0  # seconds to keep retrying a refused connect (reloader)
     log_format: str = "text"  # text | json
     explain: bool = False  # print curl commands reproducing each blocked exchange
+    max_body_bytes: int | None = None  # larger request bodies get 413; None: no limit
+    max_connections: int | None = None  # more connections wait unread; None: no limit
     rules: tuple[CorsRule, ...] = ()
     source: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -191,6 +195,18 @@ class _Validator:
             read = self.seconds("timeouts.read", timeouts.get("read", read), True)
         explain = self.flag("explain", data.get("explain", cfg.explain))
         wait = self.seconds("upstream_wait", data.get("upstream_wait", cfg.upstream_wait), False)
+        max_body, max_conns = cfg.max_body_bytes, cfg.max_connections
+        limits = data.get("limits", {})
+        if limits is None:
+            limits = {}
+        if not isinstance(limits, dict):
+            self.error(
+                "limits", f"expected a mapping with {', '.join(LIMIT_KEYS)}, got {_kind(limits)}"
+            )
+        else:
+            self.unknown_keys("limits.", limits, LIMIT_KEYS)
+            max_body = self.count("limits.max_body_bytes", limits.get("max_body_bytes"), 0)
+            max_conns = self.count("limits.max_connections", limits.get("max_connections"), 1)
         rules = self.rules(data.get("rules", []))
         if self.problems:
             raise ConfigError(self.problems)
@@ -206,6 +222,8 @@ class _Validator:
             upstream_wait=wait if wait is not None else cfg.upstream_wait,
             log_format=log_format,
             explain=explain,
+            max_body_bytes=max_body,
+            max_connections=max_conns,
             rules=rules,
             warnings=tuple(self.warnings),
         )
@@ -237,6 +255,16 @@ class _Validator:
             self.error(key, f"expected a number of seconds >= 0{none}, got {value!r}")
             return None
         return float(value)
+
+    def count(self, key: str, value: Any, least: int) -> int | None:
+        """A whole number >= ``least``, or null for no limit."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            none = "or null for no limit"
+            self.error(key, f"expected a whole number >= {least} {none}, got {value!r}")
+            return None
+        return value
 
     def listen(self, value: Any) -> tuple[str, int]:
         text = str(value).strip() if isinstance(value, str | int) else None
@@ -398,6 +426,10 @@ def describe(cfg: Config) -> list[str]:
         f"timeouts: connect {cfg.connect_timeout:g}s, read "
         + ("none" if cfg.read_timeout is None else f"{cfg.read_timeout:g}s")
         + f"; upstream_wait {cfg.upstream_wait:g}s",
+        "limits: max_body_bytes "
+        + ("none" if cfg.max_body_bytes is None else str(cfg.max_body_bytes))
+        + ", max_connections "
+        + ("none" if cfg.max_connections is None else str(cfg.max_connections)),
     ]
     for i, r in enumerate(cfg.rules):
         lines.append(f"rules[{i}] {r.name!r}: paths {', '.join(r.paths) or '(every path)'}")

@@ -32,12 +32,17 @@ from proxy.headers import (
     upstream_request_headers,
 )
 from proxy.logfmt import Record
+from proxy.probe import explain
+from proxy.reach import impostor
 from proxy.repro import curl_commands
 from proxy.upstream import UpstreamClient, UpstreamResponse
 
 OWN_PREFIX = "/__cors-proxy__/"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+MAX_CLOSED_RETRIES = 2  # a safe request whose connection closed unanswered goes again
+SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 9.2.1: no side effects
 RETRY_STEP = 0.1  # seconds between connect attempts while the upstream restarts
+RETRY_REASONS = frozenset({"connection refused", "connection failed"})  # connect-time only
 
 
 @dataclass(frozen=True)
@@ -49,13 +54,15 @@ class Generation:
     policy: CorsPolicy
     upstream_origins: frozenset[str]
     upstream_authority: str
+    upstream_host: str
+    upstream_port: int
 
     @classmethod
     def build(cls, number: int, config: Config) -> Generation:
         url = URL(config.upstream)
         host = url.raw_host or ""
         shown = f"[{host}]" if ":" in host else host
-        port = url.port or 80
+        port = url.port or (443 if url.scheme == "https" else 80)
         authority = shown if url.is_default_port() else f"{shown}:{port}"
         return cls(
             number=number,
@@ -63,6 +70,8 @@ class Generation:
             policy=CorsPolicy(config.rules),
             upstream_origins=upstream_aliases(url.scheme, shown, port),
             upstream_authority=authority,
+            upstream_host=host,
+            upstream_port=port,
         )
 
 
@@ -158,7 +167,17 @@ class Forwarder:
         if raw is None:
             rec.status, rec.reason = 400, "request header is not valid UTF-8"
             return web.Response(status=400, text="cors-proxy: a request header is not UTF-8\n")
+        limit = cfg.max_body_bytes
         expect = request.headers.get("Expect", "").lower()
+        if limit is not None and (request.content_length or 0) > limit:
+            resp = _too_large(decision, rec, limit)  # refused before a byte of it is read
+            if expect == "100-continue":
+                # The client holds the body back until told to send it, so nothing is
+                # in flight: end the connection now instead of aiohttp's 10 s linger.
+                await resp.prepare(request)
+                await resp.write_eof()
+                request.protocol.force_close()
+            return resp
         if expect:
             if expect != "100-continue":
                 rec.status = 417
@@ -171,10 +190,11 @@ class Forwarder:
             scheme=request.scheme,
             upstream_authority=gen.upstream_authority if cfg.host_header == "upstream" else None,
         )
-        body = _body(request)
+        body = _body(request, limit)
         deadline = time.monotonic() + cfg.upstream_wait
         retried = False
-        while True:
+        closes = 0  # closed-before-answer retries: few, so a server that always hangs up
+        while True:  # ... gets its 502 at once, not after upstream_wait
             try:
                 async with self.client.request(
                     request.method,
@@ -185,16 +205,18 @@ class Forwarder:
                 ) as up:
                     return await self.relay(request, gen, decision, up, rec, retried)
             except UpstreamUnavailable as exc:
-                # Werkzeug's reloader closes the port for a moment after each save:
-                # wait for it, but only if nothing of this request reached the upstream.
-                if exc.sent or exc.reason != "connection refused":
-                    return self.error_response(request, gen, exc, rec)
+                if isinstance(body, _LimitedBody) and body.exceeded:
+                    assert limit is not None
+                    return _too_large(decision, rec, limit)
+                closes += exc.sent
+                if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
+                    return await self.error_response(request, gen, exc, rec)
                 if time.monotonic() + RETRY_STEP > deadline:
-                    return self.error_response(request, gen, exc, rec)
+                    return await self.error_response(request, gen, exc, rec)
                 retried = True
                 await asyncio.sleep(RETRY_STEP)
             except UpstreamError as exc:
-                return self.error_response(request, gen, exc, rec)
+                return await self.error_response(request, gen, exc, rec)
 
     async def relay(
         self,
@@ -252,7 +274,7 @@ class Forwarder:
                 raise
         finally:
             if capture is not None:
-                self._diagnose(up, bytes(capture), decision, upstream_acao, rec)
+                self._diagnose(up, bytes(capture), decision, upstream_acao, rec, gen)
         return resp
 
     def _browser_view(
@@ -325,9 +347,15 @@ class Forwarder:
         decision: ActualDecision,
         upstream_acao: list[str],
         rec: Record,
+        gen: Generation,
     ) -> None:
         def header(name: str) -> str | None:
             return next((v for n, v in up.headers if n.lower() == name), None)
+
+        other = impostor(header("server"), gen.upstream_port)
+        if other is not None:  # not the app at all: nothing else here is worth saying
+            rec.diagnosis = other
+            return
 
         found = diagnose_body(up.status, header("content-type"), header("content-encoding"), body)
         if found is not None:
@@ -364,7 +392,7 @@ class Forwarder:
 
     # -- the proxy's own answers ----------------------------------------------------------
 
-    def error_response(
+    async def error_response(
         self, request: web.BaseRequest, gen: Generation, exc: UpstreamError, rec: Record
     ) -> web.Response:
         decision = gen.policy.actual(path=request.raw_path, origin=rec.origin, error=True)
@@ -376,8 +404,10 @@ class Forwarder:
         if decision.vary:
             headers.append(("Vary", "Origin"))
         detail = exc.detail or exc.reason
-        if exc.reason == "connection refused":
-            detail += "; is the dev server running?"
+        cfg = gen.config
+        hint = await explain(exc, gen.upstream_host, gen.upstream_port, cfg.connect_timeout)
+        if hint:
+            detail += f"; {hint}"
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
         rec.status = exc.status
         rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
@@ -419,15 +449,73 @@ def _request_headers(request: web.BaseRequest) -> HeaderList | None:
     return out
 
 
-def _body(request: web.BaseRequest) -> AsyncIterator[bytes] | None:
+def _may_retry(exc: UpstreamUnavailable, method: str, body: object) -> bool:
+    """Werkzeug's reloader closes the port for a moment after each save: wait for it when
+    nothing of the request reached the upstream (a connect reset while the old listener
+    goes away is "connection failed"). A connection closed before a byte of an answer
+    (the old server going away under it) is retried only for a safe method without a
+    body: re-sending it changes nothing upstream (nginx's proxy_next_upstream agrees)."""
+    if not exc.sent:
+        return exc.reason in RETRY_REASONS
+    return exc.reason == "upstream closed the connection" and method in SAFE and body is None
+
+
+def _body(request: web.BaseRequest, limit: int | None) -> AsyncIterator[bytes] | None:
     if not request.body_exists:
         return None
+    if limit is not None:
+        return _LimitedBody(request, limit)
 
     async def chunks() -> AsyncIterator[bytes]:
         while chunk := await request.content.readany():
             yield chunk
 
     return chunks()
+
+
+class BodyTooLarge(ConnectionError):
+    """A request body of unknown length went past ``limits.max_body_bytes``. A
+    ConnectionError, so either upstream client aborts the upstream request (never a
+    short body that looks complete) and reports it as UpstreamUnavailable."""
+
+
+class _LimitedBody:
+    """The request body, streamed, counting; raises BodyTooLarge past ``limit`` bytes."""
+
+    def __init__(self, request: web.BaseRequest, limit: int) -> None:
+        self.content = request.content
+        self.limit = limit
+        self.seen = 0
+        self.exceeded = False
+
+    def __aiter__(self) -> _LimitedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.content.readany()
+        if not chunk:
+            raise StopAsyncIteration
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            self.exceeded = True
+            raise BodyTooLarge(f"request body over {self.limit} bytes")
+        return chunk
+
+
+def _too_large(decision: ActualDecision, rec: Record, limit: int) -> web.Response:
+    """413 with the rule's CORS headers, so the page sees the status, not a CORS error."""
+    headers: HeaderList = list(decision.headers) if decision.allowed else []
+    if decision.vary:
+        headers.append(("Vary", "Origin"))
+    rec.status = 413
+    rec.reason = f"request body larger than limits.max_body_bytes ({limit} bytes)"
+    resp = web.Response(
+        status=413,
+        text=f"cors-proxy: request body larger than limits.max_body_bytes ({limit} bytes)\n",
+        headers=_multi(headers),
+    )
+    resp.force_close()  # the rest of the body is read and dropped, then the connection ends
+    return resp
 
 
 def _abort(request: web.BaseRequest) -> None:

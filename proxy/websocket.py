@@ -17,6 +17,8 @@ from proxy.headers import upstream_request_headers
 from proxy.logfmt import Record
 
 # aiohttp's client makes its own handshake: these must not be copied from the browser.
+AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse  # either leg
+
 _HANDSHAKE = frozenset(
     {
         "sec-websocket-key",
@@ -38,7 +40,7 @@ async def bridge(
     upstream: str,
     upstream_authority: str | None,
     origin_allowed: bool,
-    open_sockets: weakref.WeakSet[web.WebSocketResponse],
+    open_sockets: weakref.WeakSet[AnyWebSocket],
     rec: Record,
 ) -> web.StreamResponse:
     if not origin_allowed:
@@ -84,6 +86,7 @@ async def bridge(
     await ws.prepare(request)
     rec.status, rec.cors = 101, "ws"
     open_sockets.add(ws)
+    open_sockets.add(up)  # shutdown closes both legs with 1001
     try:
         down_task = asyncio.ensure_future(_pump(ws, up))
         up_task = asyncio.ensure_future(_pump(up, ws))
@@ -95,13 +98,11 @@ async def bridge(
         await up.close()
         await ws.close()
         open_sockets.discard(ws)
+        open_sockets.discard(up)
     return ws
 
 
-async def _pump(
-    src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
+async def _pump(src: AnyWebSocket, dst: AnyWebSocket) -> None:
     while True:
         msg = await src.receive()
         if msg.type is WSMsgType.TEXT:

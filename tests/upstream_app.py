@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, make_response, redirect, request, stream_with_context, url_for
 from werkzeug.debug import DebuggedApplication
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, make_server
 from werkzeug.wrappers import Response as WResponse
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 GZ_BODY = gzip.compress(b'{"compressed": true}' * 50)
 
@@ -144,7 +150,7 @@ class Upstream:
         self.server.server_close()
 
 
-def start_upstream(*, debug: bool = False, port: int = 0) -> Upstream:
+def start_upstream(*, debug: bool = False, port: int = 0, host: str = "127.0.0.1") -> Upstream:
     """Serve the app with Werkzeug's own threaded server, as `flask run` does."""
     hits: list[str] = []
     app = create_app(hits)
@@ -152,6 +158,110 @@ def start_upstream(*, debug: bool = False, port: int = 0) -> Upstream:
     if debug:
         app.debug = True
         wsgi = DebuggedApplication(app, evalex=True)  # type: ignore[assignment]
-    server = make_server("127.0.0.1", port, wsgi, threaded=True)
+    server = make_server(host, port, wsgi, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return Upstream(server, hits)
+
+
+class _TrackingServer(ThreadedWSGIServer):
+    """Werkzeug's threaded server that remembers its accepted sockets, so a restart can
+    drop them the way a dying reloader child does."""
+
+    def __init__(self, host: str, port: int, app: WSGIApplication) -> None:
+        super().__init__(host, port, app)
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.conns_lock:
+            self.conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.conns_lock:
+            self.conns.discard(request)
+        super().shutdown_request(request)
+
+
+class ReloadingUpstream:
+    """The Flask app under Werkzeug, restartable on the same port as ``flask run
+    --reload`` does after each save: the port refuses connections for a moment and every
+    keep-alive connection dies. ``restart`` waits for requests inside the app to finish
+    first (a save lands between requests), so any failure seen through the proxy is the
+    proxy's, not a request the dying server was still answering."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.generation = 0
+        self._busy = 0
+        self._cond = threading.Condition()
+        self.server = self._serve(0)
+        self.port = self.server.server_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _app(self) -> WSGIApplication:
+        flask_app = create_app(self.hits)
+        cond = self._cond
+
+        def counted(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            with cond:
+                self._busy += 1
+            try:
+                result = flask_app(environ, start_response)
+                try:
+                    body = list(result)
+                finally:
+                    getattr(result, "close", lambda: None)()
+            except BaseException:
+                self._done()
+                raise
+            return _Closing(body, self._done)
+
+        return counted
+
+    def _done(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def _serve(self, port: int) -> _TrackingServer:
+        server = _TrackingServer("127.0.0.1", port, self._app())
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        self.generation += 1
+        return server
+
+    def stop(self) -> None:
+        """The reloader child exits: no more accepts, open connections closed."""
+        old = self.server
+        with contextlib.suppress(OSError):
+            old.socket.shutdown(socket.SHUT_RDWR)  # from here on connects are refused
+        old.shutdown()
+        old.server_close()
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy == 0, timeout=5)
+            with old.conns_lock:
+                for sock in list(old.conns):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+    def restart(self, gap: float = 0.5) -> None:
+        self.stop()
+        time.sleep(gap)  # the new child imports the app
+        self.server = self._serve(self.port)
+
+
+class _Closing:
+    """A WSGI body whose ``close`` reports that the response went out."""
+
+    def __init__(self, body: list[bytes], done: Callable[[], None]) -> None:
+        self.body = body
+        self.done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        self.done()
