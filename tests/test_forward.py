@@ -322,7 +322,7 @@ class TestErrors:
             body = await r.json()
         assert body["error"] == "connection refused"
         assert body["upstream"] == f"http://127.0.0.1:{port}"
-        assert "is the dev server running" in body["detail"]
+        assert f"nothing listens on 127.0.0.1:{port}" in body["detail"]
 
     async def test_dns_failure_is_502(self, make_proxy: MakeProxy, session) -> None:
         p = await make_proxy("http://no-such-host.invalid:5000", upstream_wait=0)

@@ -20,6 +20,7 @@ PURE = [
     "cookies",
     "hints",
     "lint",
+    "reach",
 ]
 BANNED = {"aiohttp", "yaml", "socket", "asyncio", "multidict", "yarl"}
 
