@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from aiohttp import web
 
 from tests.conftest import ORIGIN, MakeProxy, raw_request
 from tests.test_cli import ROOT, Proc, get
+from tests.test_cli import procs as procs  # the fixture, shared
 from tests.upstream_app import ReloadingUpstream, Upstream
 
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -250,16 +251,6 @@ async def test_config_edit_while_requests_run(make_proxy: MakeProxy, upstream: U
     for problem in problems:  # the same words as `cors-proxy check`
         assert f"config error: {problem}" in log, (problem, log[-2000:])
     assert "config reload (file changed) rejected; generation 2 stays active" in log
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for pr in started:
-        if pr.p.poll() is None:
-            pr.p.kill()
-        pr.p.communicate()
 
 
 def test_sighup_reloads_a_subprocess_proxy(
