@@ -24,6 +24,8 @@ Contenders:
   lcp          local-cors-proxy (node/express), `npm ci` in bench/
   cors-proxy   this checkout: python -m proxy --listen ... --upstream ... --origin ...
   cors-proxy-1k  the same with --config of 1,000 rules (measured in small, preflight)
+  aiohttp-floor  yardstick: bare aiohttp web.Server + cors-proxy's upstream client, fixed
+                 CORS headers, no policy or log (small, preflight): the design's floor
 Extra contenders: --contender 'NAME=CMD' with placeholders {port} {upstream}
 {upstream_host} {upstream_port} {python} {node} {bench_dir} {repo} {workdir} {origin}.
 
@@ -950,6 +952,21 @@ def build(args, workdir: Path, big_path: Path) -> tuple[Contender, list[Contende
             bp + 4,
             cwd=REPO_DIR,
             note="this checkout, one rule (--origin)",
+        ),
+        Contender(
+            "aiohttp-floor",
+            [
+                sys.executable,
+                str(BENCH_DIR / "contenders" / "aiohttp_floor.py"),
+                str(bp + 6),
+                upstream_url,
+                args.origin,
+            ],
+            bp + 6,
+            cwd=REPO_DIR,
+            scenarios=["small", "preflight"],
+            note="yardstick: aiohttp web.Server + cors-proxy's upstream client, fixed CORS "
+            "headers, no policy, no log (the design's floor)",
         ),
         Contender(
             "cors-proxy-1k",
