@@ -252,3 +252,32 @@ def test_shadow_message_names_both_rules():
     assert "rule 'api' is never used" in w.message
     assert "rule 'all' (rules[0])" in w.message
     assert "move 'api' above 'all'" in w.message
+
+
+def test_many_rules_compile_each_pattern_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shadowing check compares every pair of rules; its patterns are compiled once
+    per rule, not per pair (1,000 rules took 20 s to load when re's cache thrashed)."""
+    import proxy.lint
+
+    compiled: list[str] = []
+    real = proxy.lint._glob_regex
+
+    def counting(pattern: str) -> re.Pattern[str]:
+        compiled.append(pattern)
+        return real(pattern)
+
+    monkeypatch.setattr(proxy.lint, "_glob_regex", counting)
+    rules = [
+        Rule(name=f"svc{i}", paths=(f"/svc{i}/*",), origins=(f"https://*.team{i}.example.com",))
+        for i in range(300)
+    ]
+    rules.append(
+        Rule(name="late", paths=("/svc7/deep/*",), origins=("https://a.team7.example.com",))
+    )
+    warnings = lint(rules)
+    assert sorted(compiled) == sorted(p for r in rules for p in r.paths)
+    # ... and the answers are those of the pairwise check: only svc7 covers the late rule.
+    assert [w.message for w in warnings if w.rule == "late"] == [
+        "rule 'late' is never used: rule 'svc7' (rules[7]) comes first, covers /svc7/* and "
+        "every origin it lists, and the first matching rule wins; move 'late' above 'svc7'"
+    ]
