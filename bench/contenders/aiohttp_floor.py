@@ -22,11 +22,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's proxy/
 
+from proxy.headers import HOP_BY_HOP
 from proxy.rawclient import RawUpstream
 
-HOP = frozenset(
-    ("connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "vary")
-)
+HOP = HOP_BY_HOP | {"vary"}  # Vary is replaced by the fixed one, as nginx-cors does
 
 
 def main() -> None:
