@@ -18,7 +18,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -27,12 +27,16 @@ from aiohttp.web_protocol import RequestHandler
 
 from proxy import __version__
 from proxy.config import Config, Overrides, load
+from proxy.downstream import AiohttpDownstream
 from proxy.errors import ConfigError
 from proxy.forward import OWN_PREFIX, Forwarder, Generation
 from proxy.logfmt import Record, safe
 from proxy.probe import accepts
 from proxy.upstream import AiohttpUpstream, UpstreamClient
 from proxy.websocket import AnyWebSocket, bridge, is_upgrade
+
+if TYPE_CHECKING:
+    from proxy.fastlane import FastDownstream, FastServer
 
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
 WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
@@ -154,17 +158,25 @@ class _Handler(RequestHandler):
 
 
 class _Server(web.Server):
-    """``web.Server`` that makes ``_Handler``s and keeps at most ``limits.max_connections``
-    connections served; more wait, accepted but unread, like nginx's accept backlog."""
+    """``web.Server`` whose connections start on the fast lane (body-less requests,
+    handed over to a ``_Handler`` for anything else), and that keeps at most
+    ``limits.max_connections`` connections served: more wait, accepted but unread,
+    like nginx's accept backlog (connections are counted on aiohttp's side only)."""
 
-    def __init__(self, owner: ProxyServer, **kwargs: Any) -> None:
+    def __init__(self, owner: ProxyServer, *, fast: bool, **kwargs: Any) -> None:
         super().__init__(owner.handle, **kwargs)
         self.owner = owner
         self.log = owner.log
         self.served: set[RequestHandler] = set()
         self.held: deque[tuple[RequestHandler, asyncio.Transport]] = deque()
+        self.fast = _fast_server(owner, self.handler) if fast else None
 
-    def __call__(self) -> RequestHandler:
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]  # any protocol will do
+        if self.fast is not None and self.owner.generation.config.max_connections is None:
+            return self.fast.make()
+        return self.handler()
+
+    def handler(self) -> _Handler:
         return _Handler(self, loop=self._loop, **self._kwargs)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
@@ -212,8 +224,10 @@ class ProxyServer:
         overrides: Overrides | None = None,
         log_stream: TextIO | None = None,
         make_client: Callable[[Config], UpstreamClient] | None = None,
+        fast_lane: bool = True,
     ) -> None:
         self.config_path = config_path
+        self.fast_lane = fast_lane  # False: aiohttp's server answers everything (tests)
         self.overrides = overrides or Overrides()
         self.log = LogSink(log_stream or sys.stderr, config.log_format)
         self._make_client = make_client or _default_client
@@ -249,13 +263,21 @@ class ProxyServer:
             else:
                 self.idle.add(proto)
 
+    async def handle_fast(self, down: FastDownstream) -> None:
+        """A body-less request from the fast lane (never an own endpoint or upgrade)."""
+        assert self.forwarder is not None
+        await self.forwarder.handle(down)
+
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
             return await self.own_endpoint(request)
         if is_upgrade(request):
             return await self.websocket(request)
         assert self.forwarder is not None
-        return await self.forwarder.handle(request)
+        down = AiohttpDownstream(request)
+        await self.forwarder.handle(down)
+        assert down.response is not None, "the forwarder answers every request"
+        return down.response
 
     async def websocket(self, request: web.BaseRequest) -> web.StreamResponse:
         gen = self.generation
@@ -377,6 +399,7 @@ class ProxyServer:
         server_log.propagate = False
         self.server = server = _Server(
             self,
+            fast=self.fast_lane,
             access_log=None,
             handler_cancellation=False,
             max_field_size=MAX_FIELD_SIZE,
@@ -404,6 +427,8 @@ class ProxyServer:
             for ws in list(self.open_sockets)
         ]
         await asyncio.gather(*closing, return_exceptions=True)
+        if self.server is not None and self.server.fast is not None:
+            await self.server.fast.shutdown(SHUTDOWN_TIMEOUT)
         if self.runner is not None:
             await self.runner.cleanup()
         if self.ws_session is not None:
@@ -438,6 +463,15 @@ def _default_client(cfg: Config) -> UpstreamClient:
     return RawUpstream(
         cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
     )
+
+
+def _fast_server(owner: ProxyServer, take_over: Callable[[], _Handler]) -> FastServer | None:
+    """The fast lane when httptools is installed (the `fast` extra), else None."""
+    try:
+        from proxy.fastlane import FastServer
+    except ImportError:
+        return None
+    return FastServer(owner.handle_fast, take_over, owner.log.message)
 
 
 def _stamp(path: str | None) -> tuple[int, int, int] | None:

@@ -1,8 +1,8 @@
 """Forward one HTTP exchange: preflights answered here, everything else streamed (I/O).
 
 The decisions come from the pure side (``cors``, ``headers``, ``diagnostics``); this
-module only moves bytes and headers between aiohttp's server request and the upstream
-client, and writes one log record per exchange.
+module only moves bytes and headers between the client (a ``Downstream``: the fast lane
+or aiohttp's server) and the upstream client, and writes one log record per exchange.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from aiohttp import web
-from aiohttp.http import HttpVersion11
-from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.advice import advise, cookie_problems, credentials_mode
 from proxy.config import Config
 from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy, expose_all_value
 from proxy.diagnostics import MAX_CAPTURE, diagnose_body
+from proxy.downstream import Downstream
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
 from proxy.headers import (
     HeaderList,
@@ -88,7 +86,7 @@ class Forwarder:
         self._conflicts_seen: set[tuple[str, str]] = set()
         self._cookie_warnings: set[str] = set()
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Downstream) -> None:
         gen = self.current()
         started = time.monotonic()
         origins = request.headers.getall("Origin", ())
@@ -112,7 +110,7 @@ class Forwarder:
         if gen.config.explain and rec.cors == "denied":
             rec.repro = _repro(request, origin or "", request.method, None)
         try:
-            return await self.forward(request, gen, decision, rec)
+            await self.forward(request, gen, decision, rec)
         finally:
             rec.ms = (time.monotonic() - started) * 1000
             self.log(rec)
@@ -120,8 +118,8 @@ class Forwarder:
     # -- preflight ------------------------------------------------------------------------
 
     async def preflight(
-        self, request: web.BaseRequest, gen: Generation, origin: str, acrm: str, started: float
-    ) -> web.StreamResponse:
+        self, request: Downstream, gen: Generation, origin: str, acrm: str, started: float
+    ) -> None:
         acrh = request.headers.getall("Access-Control-Request-Headers", ())
         pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
         d = gen.policy.preflight(
@@ -131,17 +129,11 @@ class Forwarder:
             request_headers=",".join(acrh) if acrh else None,
             private_network=pna,
         )
-        if d.allowed:
-            resp = web.Response(status=204, headers=_multi(d.headers))
-        else:
-            body = f"cors-proxy: preflight rejected: {d.reason}\n"
-            resp = web.Response(
-                status=403, text=body, headers=_multi(d.headers), content_type="text/plain"
-            )
+        status = 204 if d.allowed else 403
         rec = Record(
             "OPTIONS",
             request.raw_path,
-            resp.status,
+            status,
             origin,
             "preflight-ok" if d.allowed else "preflight-denied",
             d.rule,
@@ -154,39 +146,43 @@ class Forwarder:
             self._advise(request, gen, rec, acrm, names, False, True, 403, d.headers, d.fix)
             if gen.config.explain:
                 rec.repro = _repro(request, origin, acrm, ",".join(acrh))
-        self.log(rec)
-        return resp
+        try:
+            if d.allowed:
+                await request.respond(204, list(d.headers))
+            else:
+                text = f"cors-proxy: preflight rejected: {d.reason}\n"
+                await request.respond(403, list(d.headers), text)
+        finally:
+            self.log(rec)
 
     # -- forwarding -----------------------------------------------------------------------
 
     async def forward(
-        self, request: web.BaseRequest, gen: Generation, decision: ActualDecision, rec: Record
-    ) -> web.StreamResponse:
+        self, request: Downstream, gen: Generation, decision: ActualDecision, rec: Record
+    ) -> None:
         cfg = gen.config
         raw = _request_headers(request)
         if raw is None:
             rec.status, rec.reason = 400, "request header is not valid UTF-8"
-            return web.Response(status=400, text="cors-proxy: a request header is not UTF-8\n")
+            return await request.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
         limit = cfg.max_body_bytes
         expect = request.headers.get("Expect", "").lower()
         if limit is not None and (request.content_length or 0) > limit:
-            resp = _too_large(decision, rec, limit)  # refused before a byte of it is read
+            await _too_large(request, decision, rec, limit)  # refused before a byte is read
             if expect == "100-continue":
                 # The client holds the body back until told to send it, so nothing is
-                # in flight: end the connection now instead of aiohttp's 10 s linger.
-                await resp.prepare(request)
-                await resp.write_eof()
-                request.protocol.force_close()
-            return resp
+                # in flight: end the connection now instead of lingering to read it.
+                await request.close_now()
+            return None
         if expect:
             if expect != "100-continue":
                 rec.status = 417
-                return web.Response(status=417, text="cors-proxy: unsupported Expect\n")
-            if request.version == HttpVersion11:
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return await request.respond(417, [], "cors-proxy: unsupported Expect\n")
+            if request.http11:
+                await request.send_continue()
         headers = upstream_request_headers(
             raw,
-            client_ip=request.remote or "",
+            client_ip=request.remote,
             scheme=request.scheme,
             upstream_authority=gen.upstream_authority if cfg.host_header == "upstream" else None,
         )
@@ -207,7 +203,7 @@ class Forwarder:
             except UpstreamUnavailable as exc:
                 if isinstance(body, _LimitedBody) and body.exceeded:
                     assert limit is not None
-                    return _too_large(decision, rec, limit)
+                    return await _too_large(request, decision, rec, limit)
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
                     return await self.error_response(request, gen, exc, rec)
@@ -220,13 +216,13 @@ class Forwarder:
 
     async def relay(
         self,
-        request: web.BaseRequest,
+        request: Downstream,
         gen: Generation,
         decision: ActualDecision,
         up: UpstreamResponse,
         rec: Record,
         retried: bool,
-    ) -> web.StreamResponse:
+    ) -> None:
         cfg = gen.config
         override = cfg.upstream_cors == "override"
         plan = downstream_response_headers(up.headers, strip_cors=override)
@@ -251,23 +247,20 @@ class Forwarder:
             out.append(("Vary", vary))
         if rec.origin is not None and rec.origin != client_origin:
             self._browser_view(request, gen, decision, rec, up.status, out, override)
-        resp = web.StreamResponse(status=up.status, reason=up.reason or None)
-        for name, value in out:
-            resp.headers.add(name, value)
         rec.status = up.status
         if retried:
             rec.note = "served after waiting for the upstream to come back"
         capture = bytearray() if up.status >= 400 else None
         try:
-            await resp.prepare(request)
+            await request.start(up.status, up.reason, out)
             while chunk := await up.read():
                 if capture is not None and len(capture) < MAX_CAPTURE:
                     capture += chunk[: MAX_CAPTURE - len(capture)]
-                await resp.write(chunk)
-            await resp.write_eof()
+                await request.write(chunk)
+            await request.finish()
         except UpstreamBodyError as exc:
             rec.reason = f"{exc.reason}; the client got a truncated response"
-            _abort(request)
+            request.abort()
         except (ConnectionError, asyncio.CancelledError) as exc:
             rec.reason = "client disconnected"
             if isinstance(exc, asyncio.CancelledError):
@@ -275,11 +268,10 @@ class Forwarder:
         finally:
             if capture is not None:
                 self._diagnose(up, bytes(capture), decision, upstream_acao, rec, gen)
-        return resp
 
     def _browser_view(
         self,
-        request: web.BaseRequest,
+        request: Downstream,
         gen: Generation,
         decision: ActualDecision,
         rec: Record,
@@ -311,7 +303,7 @@ class Forwarder:
 
     def _advise(
         self,
-        request: web.BaseRequest,
+        request: Downstream,
         gen: Generation,
         rec: Record,
         method: str,
@@ -393,8 +385,8 @@ class Forwarder:
     # -- the proxy's own answers ----------------------------------------------------------
 
     async def error_response(
-        self, request: web.BaseRequest, gen: Generation, exc: UpstreamError, rec: Record
-    ) -> web.Response:
+        self, request: Downstream, gen: Generation, exc: UpstreamError, rec: Record
+    ) -> None:
         decision = gen.policy.actual(path=request.raw_path, origin=rec.origin, error=True)
         headers: HeaderList = [(PROXY_ERROR_HEADER, exc.reason)]
         if decision.allowed:
@@ -411,11 +403,8 @@ class Forwarder:
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
         rec.status = exc.status
         rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
-        return web.Response(
-            status=exc.status,
-            text=json.dumps(body) + "\n",
-            content_type="application/json",
-            headers=_multi(headers),
+        await request.respond(
+            exc.status, headers, json.dumps(body) + "\n", content_type="application/json"
         )
 
 
@@ -427,7 +416,7 @@ def _cors_word(decision: ActualDecision, origin: str | None) -> str:
     return "allowed" if decision.allowed else "denied"
 
 
-def _repro(request: web.BaseRequest, origin: str, method: str, acrh: str | None) -> tuple[str, ...]:
+def _repro(request: Downstream, origin: str, method: str, acrh: str | None) -> tuple[str, ...]:
     url = f"{request.scheme}://{request.host}{request.raw_path}"
     headers = list(request.headers.items())
     return tuple(
@@ -437,7 +426,7 @@ def _repro(request: web.BaseRequest, origin: str, method: str, acrh: str | None)
     )
 
 
-def _request_headers(request: web.BaseRequest) -> HeaderList | None:
+def _request_headers(request: Downstream) -> HeaderList | None:
     out = []
     for name, value in request.headers.items():
         if not value.isascii():
@@ -460,17 +449,12 @@ def _may_retry(exc: UpstreamUnavailable, method: str, body: object) -> bool:
     return exc.reason == "upstream closed the connection" and method in SAFE and body is None
 
 
-def _body(request: web.BaseRequest, limit: int | None) -> AsyncIterator[bytes] | None:
-    if not request.body_exists:
+def _body(request: Downstream, limit: int | None) -> AsyncIterator[bytes] | None:
+    if not request.has_body:
         return None
     if limit is not None:
-        return _LimitedBody(request, limit)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        while chunk := await request.content.readany():
-            yield chunk
-
-    return chunks()
+        return _LimitedBody(request.body(), limit)
+    return request.body()
 
 
 class BodyTooLarge(ConnectionError):
@@ -482,8 +466,8 @@ class BodyTooLarge(ConnectionError):
 class _LimitedBody:
     """The request body, streamed, counting; raises BodyTooLarge past ``limit`` bytes."""
 
-    def __init__(self, request: web.BaseRequest, limit: int) -> None:
-        self.content = request.content
+    def __init__(self, chunks: AsyncIterator[bytes], limit: int) -> None:
+        self.chunks = chunks
         self.limit = limit
         self.seen = 0
         self.exceeded = False
@@ -492,9 +476,7 @@ class _LimitedBody:
         return self
 
     async def __anext__(self) -> bytes:
-        chunk = await self.content.readany()
-        if not chunk:
-            raise StopAsyncIteration
+        chunk = await anext(self.chunks)  # StopAsyncIteration at the end
         self.seen += len(chunk)
         if self.seen > self.limit:
             self.exceeded = True
@@ -502,28 +484,14 @@ class _LimitedBody:
         return chunk
 
 
-def _too_large(decision: ActualDecision, rec: Record, limit: int) -> web.Response:
+async def _too_large(
+    request: Downstream, decision: ActualDecision, rec: Record, limit: int
+) -> None:
     """413 with the rule's CORS headers, so the page sees the status, not a CORS error."""
     headers: HeaderList = list(decision.headers) if decision.allowed else []
     if decision.vary:
         headers.append(("Vary", "Origin"))
     rec.status = 413
     rec.reason = f"request body larger than limits.max_body_bytes ({limit} bytes)"
-    resp = web.Response(
-        status=413,
-        text=f"cors-proxy: request body larger than limits.max_body_bytes ({limit} bytes)\n",
-        headers=_multi(headers),
-    )
-    resp.force_close()  # the rest of the body is read and dropped, then the connection ends
-    return resp
-
-
-def _abort(request: web.BaseRequest) -> None:
-    """End the client's response without the final chunk, so it is seen as truncated."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-
-
-def _multi(headers: tuple[tuple[str, str], ...] | HeaderList) -> CIMultiDict[str]:
-    return CIMultiDict(headers)
+    text = f"cors-proxy: request body larger than limits.max_body_bytes ({limit} bytes)\n"
+    await request.respond(413, headers, text, close=True)

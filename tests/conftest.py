@@ -83,7 +83,17 @@ def client_factory(kind: str) -> Callable[[Config], UpstreamClient] | None:
 
 
 @pytest.fixture
-async def make_proxy(tmp_path: Any, upstream_client: str) -> AsyncIterator[MakeProxy]:
+def server_lane() -> str:
+    """Which server answers body-less requests: ``"fast"`` (the proxy's own protocol,
+    the default) or ``"aiohttp"`` (aiohttp's server answers everything). A module
+    overrides this fixture to run its tests on both."""
+    return "fast"
+
+
+@pytest.fixture
+async def make_proxy(
+    tmp_path: Any, upstream_client: str, server_lane: str
+) -> AsyncIterator[MakeProxy]:
     """Start a proxy from a config mapping (``upstream`` defaults to the Flask app)."""
     started: list[RunningProxy] = []
 
@@ -112,6 +122,7 @@ async def make_proxy(tmp_path: Any, upstream_client: str) -> AsyncIterator[MakeP
             config_path=path,
             log_stream=stream,
             make_client=client_factory(upstream_client),
+            fast_lane=server_lane == "fast",
         )
         await server.start()
         running = RunningProxy(server, stream)

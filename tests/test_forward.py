@@ -24,6 +24,12 @@ def upstream_client(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["fast", "aiohttp"])
+def server_lane(request: pytest.FixtureRequest) -> str:
+    """... and on both servers: the fast lane and aiohttp's (which serves bodies)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as s:

@@ -1,0 +1,142 @@
+"""The client's side of one exchange, as the forwarder sees it (I/O).
+
+Two servers feed the forwarder: the proxy's own HTTP/1.1 protocol for body-less
+requests (``fastlane.FastDownstream``, the hot path) and aiohttp's server for
+everything else (``AiohttpDownstream``: bodies, ``Expect``, HTTP/1.0). Both answer
+through this one small interface, so the policy and the relay are written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict, MultiMapping
+
+from proxy.headers import HeaderList
+
+
+class Downstream(Protocol):
+    """One request from the client and the means to answer it.
+
+    Answer with exactly one of ``respond`` (a whole small response) or ``start`` then
+    ``write``/``finish``. ``close=True`` ends the connection after the answer."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def raw_path(self) -> str: ...
+    @property
+    def headers(self) -> MultiMapping[str]: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def remote(self) -> str: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def has_body(self) -> bool: ...
+    @property
+    def http11(self) -> bool: ...
+
+    def body(self) -> AsyncIterator[bytes]:
+        """The request body as it arrives (only when ``has_body``)."""
+        ...
+
+    async def send_continue(self) -> None: ...
+
+    async def respond(
+        self,
+        status: int,
+        headers: HeaderList,
+        text: str | None = None,
+        *,
+        content_type: str = "text/plain",
+        close: bool = False,
+    ) -> None: ...
+
+    async def start(self, status: int, reason: str, headers: HeaderList) -> None: ...
+    async def write(self, chunk: bytes) -> None: ...
+    async def finish(self) -> None: ...
+
+    async def close_now(self) -> None:
+        """Send the ``respond`` answer now and end the connection without reading
+        what follows (a body held back by ``Expect: 100-continue``)."""
+        ...
+
+    def abort(self) -> None:
+        """Cut the connection: a streamed response is seen as truncated."""
+        ...
+
+
+class AiohttpDownstream:
+    """``Downstream`` over aiohttp's server request; ``response`` goes back to aiohttp."""
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.request = request
+        self.method = request.method
+        self.raw_path = request.raw_path
+        self.headers = request.headers
+        self.scheme = request.scheme
+        self.host = request.host
+        self.remote = request.remote or ""
+        self.content_length = request.content_length
+        self.has_body = request.body_exists
+        self.http11 = request.version == HttpVersion11
+        self.response: web.StreamResponse | None = None
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while chunk := await self.request.content.readany():
+            yield chunk
+
+    async def send_continue(self) -> None:
+        await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def respond(
+        self,
+        status: int,
+        headers: HeaderList,
+        text: str | None = None,
+        *,
+        content_type: str = "text/plain",
+        close: bool = False,
+    ) -> None:
+        multi = CIMultiDict(headers)
+        if text is None:
+            resp = web.Response(status=status, headers=multi)
+        else:
+            resp = web.Response(status=status, text=text, content_type=content_type, headers=multi)
+        if close:
+            # the rest of a request body is read and dropped, then the connection ends
+            resp.force_close()
+        self.response = resp
+
+    async def start(self, status: int, reason: str, headers: HeaderList) -> None:
+        resp = web.StreamResponse(status=status, reason=reason or None)
+        for name, value in headers:
+            resp.headers.add(name, value)
+        self.response = resp
+        await resp.prepare(self.request)
+
+    async def write(self, chunk: bytes) -> None:
+        assert self.response is not None
+        await self.response.write(chunk)
+
+    async def finish(self) -> None:
+        assert self.response is not None
+        await self.response.write_eof()
+
+    async def close_now(self) -> None:
+        assert self.response is not None
+        await self.response.prepare(self.request)
+        await self.response.write_eof()
+        self.request.protocol.force_close()  # instead of aiohttp's 10 s linger
+
+    def abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
