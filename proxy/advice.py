@@ -7,7 +7,7 @@ saw on both sides, this module returns the words for the log line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from proxy.cookies import diagnose_set_cookie
@@ -24,9 +24,10 @@ class Advice:
     fix: str  # the YAML change, when the proxy's rules are the cause
 
 
-def credentials_mode(headers: Sequence[tuple[str, str]]) -> bool:
-    """A guess at fetch's credentials mode: cookies or auth were sent, so 'include'."""
-    return any(n.lower() in ("cookie", "authorization") for n, _ in headers)
+def credentials_mode(headers: Container[str]) -> bool:
+    """A guess at fetch's credentials mode: cookies or auth were sent, so 'include'.
+    ``headers``: a case-insensitive mapping of the request's fields."""
+    return "Cookie" in headers or "Authorization" in headers
 
 
 def advise(

@@ -263,10 +263,16 @@ class ProxyServer:
             else:
                 self.idle.add(proto)
 
-    async def handle_fast(self, down: FastDownstream) -> None:
-        """A body-less request from the fast lane (never an own endpoint or upgrade)."""
+    def answer_fast_now(self, down: FastDownstream) -> bool:
+        """A preflight from the fast lane, answered without a task."""
         assert self.forwarder is not None
-        await self.forwarder.handle(down)
+        return self.forwarder.answer_now(down)
+
+    async def handle_fast(self, down: FastDownstream) -> None:
+        """Any other body-less request from the fast lane (never an own endpoint or
+        an upgrade: those are handed over to aiohttp)."""
+        assert self.forwarder is not None
+        await self.forwarder.proxy(down)
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
@@ -471,7 +477,7 @@ def _fast_server(owner: ProxyServer, take_over: Callable[[], _Handler]) -> FastS
         from proxy.fastlane import FastServer
     except ImportError:
         return None
-    return FastServer(owner.handle_fast, take_over, owner.log.message)
+    return FastServer(owner.answer_fast_now, owner.handle_fast, take_over, owner.log.message)
 
 
 def _stamp(path: str | None) -> tuple[int, int, int] | None:

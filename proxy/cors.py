@@ -351,14 +351,18 @@ class CorsPolicy:
         return ActualDecision(True, tuple(headers), name, "", True, expose_all=c.expose_all)
 
 
-def expose_all_value(response_names: Iterable[str], extra: Sequence[str] = ()) -> str:
+def expose_all_value(
+    response_names: Iterable[str], extra: Sequence[str] = (), *, lows: Sequence[str] = ()
+) -> str:
     """ACEH for ``expose_headers: ["*"]``: the response's own header names, spelled out.
 
     A literal "*" would only work without credentials; naming them works in both modes.
+    ``lows``: the response names already lower-cased, in the same order.
     """
+    names = [*extra, *response_names]
+    lowered = [n.lower() for n in extra] + list(lows) if lows else [n.lower() for n in names]
     seen: dict[str, str] = {}
-    for n in (*extra, *response_names):
-        low = n.lower()
+    for low, n in zip(lowered, names, strict=True):
         if (
             low not in SAFELISTED_RESPONSE_HEADERS
             and low not in FORBIDDEN_RESPONSE_HEADERS

@@ -8,7 +8,7 @@ through this one small interface, so the policy and the relay are written once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol
 
 from aiohttp import web
@@ -22,7 +22,8 @@ class Downstream(Protocol):
     """One request from the client and the means to answer it.
 
     Answer with exactly one of ``respond`` (a whole small response) or ``start`` then
-    ``write``/``finish``. ``close=True`` ends the connection after the answer."""
+    ``write``/``finish``. ``respond`` needs no await: a preflight is answered without
+    a task switch. ``close=True`` ends the connection after the answer."""
 
     @property
     def method(self) -> str: ...
@@ -43,16 +44,21 @@ class Downstream(Protocol):
     @property
     def http11(self) -> bool: ...
 
+    def header_list(self) -> HeaderList | None:
+        """The request's fields in order; None when one is not valid UTF-8 (raw bytes
+        that cannot be forwarded unchanged)."""
+        ...
+
     def body(self) -> AsyncIterator[bytes]:
         """The request body as it arrives (only when ``has_body``)."""
         ...
 
     async def send_continue(self) -> None: ...
 
-    async def respond(
+    def respond(
         self,
         status: int,
-        headers: HeaderList,
+        headers: Sequence[tuple[str, str]],
         text: str | None = None,
         *,
         content_type: str = "text/plain",
@@ -89,6 +95,9 @@ class AiohttpDownstream:
         self.http11 = request.version == HttpVersion11
         self.response: web.StreamResponse | None = None
 
+    def header_list(self) -> HeaderList | None:
+        return utf8_fields(self.headers.items())
+
     async def body(self) -> AsyncIterator[bytes]:
         while chunk := await self.request.content.readany():
             yield chunk
@@ -96,10 +105,10 @@ class AiohttpDownstream:
     async def send_continue(self) -> None:
         await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    async def respond(
+    def respond(
         self,
         status: int,
-        headers: HeaderList,
+        headers: Sequence[tuple[str, str]],
         text: str | None = None,
         *,
         content_type: str = "text/plain",
@@ -140,3 +149,17 @@ class AiohttpDownstream:
         transport = self.request.transport
         if transport is not None:
             transport.abort()
+
+
+def utf8_fields(fields: Iterable[tuple[str, str]]) -> HeaderList | None:
+    """``fields`` as a list, or None when a value holds bytes that are not UTF-8 (the
+    parsers decode them as surrogate escapes)."""
+    out = []
+    for name, value in fields:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+        out.append((name, value))
+    return out

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
@@ -24,6 +24,7 @@ from typing import cast
 import httptools
 from multidict import CIMultiDict
 
+from proxy.downstream import utf8_fields
 from proxy.headers import HeaderList
 
 MAX_HEAD = 16384  # bytes; a larger head goes to aiohttp (its limit is 32 KiB per field)
@@ -34,7 +35,9 @@ SWEEP_INTERVAL = 5.0  # how often idle connections are looked at
 SMALL_CHUNK = 16384  # below this a chunk is copied into one write with its framing
 _OWN_PREFIX = b"/__cors-proxy__/"  # forward.OWN_PREFIX: aiohttp serves the own endpoints
 # Fields whose semantics stay with aiohttp: a body, 100-continue, protocol switches.
-_HANDED_OVER = frozenset({"transfer-encoding", "expect", "upgrade"})
+_HANDED_OVER = ("Transfer-Encoding", "Expect", "Upgrade")
+_FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
+_fields_cache: dict[tuple[tuple[str, str], ...], str] = {}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _date_cache: tuple[int, str] = (0, "")
 
@@ -53,11 +56,13 @@ class FastServer:
 
     def __init__(
         self,
+        answer_now: Callable[[FastDownstream], bool],
         serve: Callable[[FastDownstream], Awaitable[None]],
         take_over: Callable[[], asyncio.Protocol],
         log: Callable[[str], None],
     ) -> None:
-        self.serve = serve  # answers one request
+        self.answer_now = answer_now  # answers a request that needs no await (preflights)
+        self.serve = serve  # answers any other request
         self.take_over = take_over  # makes aiohttp's handler for a handed-over connection
         self.log = log
         self.lanes: set[FastLane] = set()
@@ -115,7 +120,7 @@ class FastLane(asyncio.Protocol):
         self.last_active = time.monotonic()
         # the head being parsed (httptools callbacks)
         self._url = b""
-        self._fields: list[tuple[bytes, bytes]] = []
+        self._fields: HeaderList = []
         self._complete = False
         self._keep_alive = False
 
@@ -170,7 +175,8 @@ class FastLane(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name, value))
+        # aiohttp's decoding of values: forward.py refuses non-UTF-8 ones with 400
+        self._fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_message_complete(self) -> None:
         self._complete = True
@@ -187,23 +193,42 @@ class FastLane(asyncio.Protocol):
             self.transport.close()
 
     def _next(self) -> None:
-        """Start answering the next whole request in the buffer, or hand over."""
+        """Answer the whole requests in the buffer in turn: preflights at once, the
+        next one to forward in a task (which calls back when done); or hand over."""
         buf = self.buf
-        if not buf:
-            return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD or b"\n\n" in buf:  # too large, or bare-LF lines
+        while buf and not self.busy:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD or b"\n\n" in buf:  # too large, or bare-LF lines
+                    self._handover()
+                return
+            end += 4
+            down = self._parse(bytes(buf[:end])) if end <= MAX_HEAD else None
+            if down is None:
                 self._handover()
-            return
-        end += 4
-        down = self._parse(bytes(buf[:end])) if end <= MAX_HEAD else None
-        if down is None:
-            self._handover()
-            return
-        del buf[:end]
-        self.busy = True
-        self.task = asyncio.ensure_future(self._serve(down))
+                return
+            del buf[:end]
+            self.busy = True
+            if not self._answered_now(down):
+                self.task = asyncio.ensure_future(self._serve(down))
+                return
+            self.busy = False
+            if not self._goes_on(down):
+                return
+
+    def _answered_now(self, down: FastDownstream) -> bool:
+        try:
+            return self.server.answer_now(down)
+        except Exception as exc:  # a bug in the proxy: the client still gets an answer
+            self._failed(down, exc)
+            return True
+
+    def _failed(self, down: FastDownstream, exc: Exception) -> None:
+        self.server.log(f"internal error on {down.method} {down.raw_path}: {exc!r}")
+        if not down.started:
+            with contextlib.suppress(ConnectionError):
+                text = "cors-proxy: internal error (the proxy's log has the details)\n"
+                down.respond(500, [], text, close=True)
 
     def _parse(self, head: bytes) -> FastDownstream | None:
         """The request in ``head``, or None when aiohttp should have the connection."""
@@ -221,59 +246,45 @@ class FastLane(asyncio.Protocol):
             or url.startswith(_OWN_PREFIX)
         ):
             return None
-        pairs: HeaderList = []
-        host = None
-        for raw_name, raw_value in self._fields:
-            name = raw_name.decode("latin-1")
-            # the same decoding as aiohttp's parser: forward.py refuses non-UTF-8 with 400
-            value = raw_value.decode("utf-8", "surrogateescape")
-            low = name.lower()
-            if low in _HANDED_OVER:
-                return None
-            if low == "host":
-                if host is not None:
-                    return None
-                host = value
-            pairs.append((name, value))
-        if host is None:
+        headers = CIMultiDict(self._fields)
+        hosts = headers.getall("Host", ())
+        if len(hosts) != 1 or any(name in headers for name in _HANDED_OVER):
             return None
         method = self.parser.get_method().decode("ascii")
         target = url.decode("utf-8", "surrogateescape")
-        return FastDownstream(self, method, target, CIMultiDict(pairs), host, self._keep_alive)
+        fields = self._fields if head.isascii() else utf8_fields(self._fields)
+        return FastDownstream(self, method, target, headers, fields, hosts[0], self._keep_alive)
 
     async def _serve(self, down: FastDownstream) -> None:
         try:
             await self.server.serve(down)
         except ConnectionError:
             pass  # the client went away mid-answer
-        except Exception as exc:  # a bug in the proxy: the client still gets an answer
-            self.server.log(f"internal error on {down.method} {down.raw_path}: {exc!r}")
-            if not down.started:
-                with contextlib.suppress(ConnectionError):
-                    text = "cors-proxy: internal error (the proxy's log has the details)\n"
-                    await down.respond(500, [], text, close=True)
-        if down.started and not down.ended:
-            self.closing = True
-            if self.transport is not None:
-                self.transport.abort()  # a response cut short must not look complete
-        self._done(down)
-
-    def _done(self, down: FastDownstream) -> None:
+        except Exception as exc:
+            self._failed(down, exc)
         self.busy = False
         self.task = None
+        if self._goes_on(down):
+            if self.read_paused and self.transport is not None:
+                self.read_paused = False
+                self.transport.resume_reading()
+            self._next()
+            if self.eof and not self.busy and not self.handed_over:
+                self.close()
+
+    def _goes_on(self, down: FastDownstream) -> bool:
+        """After an answer: whether the connection serves another request."""
         self.last_active = time.monotonic()
         if self.lost:
-            return
-        t = self._transport()
+            return False
+        if down.started and not down.ended:
+            self.closing = True
+            self._transport().abort()  # a response cut short must not look complete
+            return False
         if self.closing or not down.keep_alive or self.server.stopping:
-            t.close()  # after the buffered answer is sent
-            return
-        if self.read_paused:
-            self.read_paused = False
-            t.resume_reading()
-        self._next()
-        if self.eof and not self.busy and not self.handed_over:
-            t.close()
+            self.close()  # after the buffered answer is sent
+            return False
+        return True
 
     def _handover(self) -> None:
         """aiohttp's handler takes the connection, starting with the unserved bytes."""
@@ -314,6 +325,21 @@ class FastLane(asyncio.Protocol):
 class FastDownstream:
     """``Downstream`` for one request of a ``FastLane`` (no body: see the module doc)."""
 
+    __slots__ = (
+        "_bodyless",
+        "_chunked",
+        "_head",
+        "ended",
+        "fields",
+        "headers",
+        "host",
+        "keep_alive",
+        "lane",
+        "method",
+        "raw_path",
+        "remote",
+        "started",
+    )
     scheme = "http"
     has_body = False
     http11 = True
@@ -325,6 +351,7 @@ class FastDownstream:
         method: str,
         raw_path: str,
         headers: CIMultiDict[str],
+        fields: HeaderList | None,
         host: str,
         keep_alive: bool,
     ) -> None:
@@ -332,6 +359,7 @@ class FastDownstream:
         self.method = method
         self.raw_path = raw_path
         self.headers = headers
+        self.fields = fields  # in order; None: a value is not UTF-8
         self.host = host
         self.remote = lane.remote
         self.keep_alive = keep_alive
@@ -341,6 +369,9 @@ class FastDownstream:
         self._chunked = False
         self._bodyless = False
 
+    def header_list(self) -> HeaderList | None:
+        return self.fields
+
     async def body(self) -> AsyncIterator[bytes]:
         return  # a request with a body is served by aiohttp, never here
         yield b""  # pragma: no cover  (makes this an async generator)
@@ -348,10 +379,10 @@ class FastDownstream:
     async def send_continue(self) -> None:
         self.lane.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    async def respond(
+    def respond(
         self,
         status: int,
-        headers: HeaderList,
+        headers: Sequence[tuple[str, str]],
         text: str | None = None,
         *,
         content_type: str = "text/plain",
@@ -420,28 +451,27 @@ class FastDownstream:
             self.lane.transport.abort()
 
     def _head_bytes(
-        self, status: int, reason: str, headers: HeaderList, framing: str | None
+        self, status: int, reason: str, headers: Sequence[tuple[str, str]], framing: str | None
     ) -> bytes:
         """The status line and fields. ``framing`` None: from the headers (the length
         given, else chunked); the ``Date`` is added when missing (RFC 9110 6.6.1)."""
-        lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n"]
-        has_date = has_length = False
-        for name, value in headers:
-            if "\n" in value or "\r" in value:
-                raise ValueError(f"line break in the value of the {name} header")
-            size = len(name)
-            if size == 4 and not has_date:
-                has_date = name.lower() == "date"
-            elif size == 14 and not has_length:
-                has_length = name.lower() == "content-length"
-            lines.append(f"{name}: {value}\r\n")
-        if not has_date:
+        block = _fields_cache.get(headers) if type(headers) is tuple else None
+        if block is None:
+            block = _fields_block(headers)
+            if type(headers) is tuple:  # the proxy's own, cached answers (preflights)
+                if len(_fields_cache) >= _FIELDS_CACHE_SIZE:
+                    _fields_cache.clear()
+                _fields_cache[headers] = block
+        low = block.lower()
+        lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n", block]
+        if not (low.startswith("date:") or "\ndate:" in low):
             lines.append(f"Date: {_date()}\r\n")
         lane = self.lane
         if lane.closing or not self.keep_alive or lane.server.stopping:
             self.keep_alive = False
             lines.append("Connection: close\r\n")
         if framing is None:
+            has_length = low.startswith("content-length:") or "\ncontent-length:" in low
             if not self._bodyless and not has_length:
                 self._chunked = True
                 lines.append("Transfer-Encoding: chunked\r\n")
@@ -453,6 +483,15 @@ class FastDownstream:
             return text.encode("latin-1")  # upstream fields arrive latin-1: bytes kept
         except UnicodeEncodeError:
             return text.encode("utf-8", "surrogateescape")
+
+
+def _fields_block(headers: Sequence[tuple[str, str]]) -> str:
+    """``Name: value`` lines; a line break inside a value would split the response."""
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    if block.count("\n") != len(headers) or block.count("\r") != len(headers):
+        bad = next(n for n, v in headers if "\n" in v or "\r" in v or "\n" in n or "\r" in n)
+        raise ValueError(f"line break in the {bad} header")
+    return block
 
 
 def _bodyless_status(status: int) -> bool:

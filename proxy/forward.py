@@ -87,15 +87,27 @@ class Forwarder:
         self._cookie_warnings: set[str] = set()
 
     async def handle(self, request: Downstream) -> None:
+        if not self.answer_now(request):
+            await self.proxy(request)
+
+    def answer_now(self, request: Downstream) -> bool:
+        """Answer a preflight, which needs no await; False for anything else."""
+        if request.method != "OPTIONS":
+            return False
+        origins = request.headers.getall("Origin", ())
+        acrm = request.headers.getall("Access-Control-Request-Method", ())
+        if not origins or not acrm:
+            return False
+        # Two Origin lines never come from a browser; joined they match no rule.
+        self.preflight(request, self.current(), ", ".join(origins), ", ".join(acrm))
+        return True
+
+    async def proxy(self, request: Downstream) -> None:
+        """Forward to the upstream and relay its answer (or explain why not)."""
         gen = self.current()
         started = time.monotonic()
         origins = request.headers.getall("Origin", ())
-        # Two Origin lines never come from a browser; joined they match no rule.
         origin = ", ".join(origins) if origins else None
-        if request.method == "OPTIONS" and origin is not None:
-            acrm = request.headers.getall("Access-Control-Request-Method", ())
-            if acrm:
-                return await self.preflight(request, gen, origin, ", ".join(acrm), started)
         decision = gen.policy.actual(path=request.raw_path, origin=origin)
         rec = Record(
             request.method,
@@ -117,9 +129,8 @@ class Forwarder:
 
     # -- preflight ------------------------------------------------------------------------
 
-    async def preflight(
-        self, request: Downstream, gen: Generation, origin: str, acrm: str, started: float
-    ) -> None:
+    def preflight(self, request: Downstream, gen: Generation, origin: str, acrm: str) -> None:
+        started = time.monotonic()
         acrh = request.headers.getall("Access-Control-Request-Headers", ())
         pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
         d = gen.policy.preflight(
@@ -148,10 +159,10 @@ class Forwarder:
                 rec.repro = _repro(request, origin, acrm, ",".join(acrh))
         try:
             if d.allowed:
-                await request.respond(204, list(d.headers))
+                request.respond(204, d.headers)  # a cached tuple: its serialization is too
             else:
                 text = f"cors-proxy: preflight rejected: {d.reason}\n"
-                await request.respond(403, list(d.headers), text)
+                request.respond(403, d.headers, text)
         finally:
             self.log(rec)
 
@@ -161,14 +172,14 @@ class Forwarder:
         self, request: Downstream, gen: Generation, decision: ActualDecision, rec: Record
     ) -> None:
         cfg = gen.config
-        raw = _request_headers(request)
+        raw = request.header_list()
         if raw is None:
             rec.status, rec.reason = 400, "request header is not valid UTF-8"
-            return await request.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
+            return request.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
         limit = cfg.max_body_bytes
         expect = request.headers.get("Expect", "").lower()
         if limit is not None and (request.content_length or 0) > limit:
-            await _too_large(request, decision, rec, limit)  # refused before a byte is read
+            _too_large(request, decision, rec, limit)  # refused before a byte is read
             if expect == "100-continue":
                 # The client holds the body back until told to send it, so nothing is
                 # in flight: end the connection now instead of lingering to read it.
@@ -177,7 +188,7 @@ class Forwarder:
         if expect:
             if expect != "100-continue":
                 rec.status = 417
-                return await request.respond(417, [], "cors-proxy: unsupported Expect\n")
+                return request.respond(417, [], "cors-proxy: unsupported Expect\n")
             if request.http11:
                 await request.send_continue()
         headers = upstream_request_headers(
@@ -203,7 +214,7 @@ class Forwarder:
             except UpstreamUnavailable as exc:
                 if isinstance(body, _LimitedBody) and body.exceeded:
                     assert limit is not None
-                    return await _too_large(request, decision, rec, limit)
+                    return _too_large(request, decision, rec, limit)
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
                     return await self.error_response(request, gen, exc, rec)
@@ -227,26 +238,29 @@ class Forwarder:
         override = cfg.upstream_cors == "override"
         plan = downstream_response_headers(up.headers, strip_cors=override)
         out: HeaderList = plan.headers
+        lows = plan.names
         client_origin = f"{request.scheme}://{request.host}"
-        for i, (name, value) in enumerate(out):
-            if name.lower() in ("location", "content-location"):
-                out[i] = (name, rewrite_location(value, gen.upstream_origins, client_origin))
+        if "location" in lows or "content-location" in lows:
+            for i, (name, value) in enumerate(out):
+                if lows[i] in ("location", "content-location"):
+                    out[i] = (name, rewrite_location(value, gen.upstream_origins, client_origin))
         upstream_acao = [
             v for n, v in plan.upstream_cors if n.lower() == "access-control-allow-origin"
         ]
+        cookies = [v for low, (_, v) in zip(lows, out, strict=True) if low == "set-cookie"]
         if decision.allowed and (override or not plan.upstream_cors):
-            out.extend(decision.headers)
             if decision.expose_all:
-                names = expose_all_value(n for n, _ in out)
-                if names:
-                    out.append(("Access-Control-Expose-Headers", names))
+                exposed = expose_all_value([n for n, _ in out], lows=lows)
+            out.extend(decision.headers)
+            if decision.expose_all and exposed:
+                out.append(("Access-Control-Expose-Headers", exposed))
             if override and plan.upstream_cors:
                 self._report_conflict(plan.upstream_cors, decision, rec)
         vary = merge_vary(plan.vary, "Origin" if decision.vary else None)
         if vary:
             out.append(("Vary", vary))
         if rec.origin is not None and rec.origin != client_origin:
-            self._browser_view(request, gen, decision, rec, up.status, out, override)
+            self._browser_view(request, gen, decision, rec, up.status, out, cookies, override)
         rec.status = up.status
         if retried:
             rec.note = "served after waiting for the upstream to come back"
@@ -277,17 +291,17 @@ class Forwarder:
         rec: Record,
         status: int,
         out: HeaderList,
+        cookies: list[str],
         override: bool,
     ) -> None:
         """How Chromium will treat this cross-origin response, and the cookies in it."""
-        credentials = credentials_mode(list(request.headers.items()))
+        credentials = credentials_mode(request.headers)
         # With override, our headers are right by construction (and tested in Chromium):
         # only refused origins and the upstream's own headers need the oracle.
         if not decision.allowed or not override:
             self._advise(
                 request, gen, rec, request.method, (), credentials, False, status, out, decision.fix
             )
-        cookies = [v for n, v in out if n.lower() == "set-cookie"]
         if cookies and rec.origin is not None and decision.allowed:
             rule = gen.policy.rule_for(request.raw_path)
             for problem in cookie_problems(
@@ -403,7 +417,7 @@ class Forwarder:
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
         rec.status = exc.status
         rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
-        await request.respond(
+        request.respond(
             exc.status, headers, json.dumps(body) + "\n", content_type="application/json"
         )
 
@@ -424,18 +438,6 @@ def _repro(request: Downstream, origin: str, method: str, acrh: str | None) -> t
             url=url, origin=origin, method=method, headers=headers, preflight_headers=acrh
         )
     )
-
-
-def _request_headers(request: Downstream) -> HeaderList | None:
-    out = []
-    for name, value in request.headers.items():
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return None  # raw non-UTF-8 bytes: cannot be forwarded unchanged
-        out.append((name, value))
-    return out
 
 
 def _may_retry(exc: UpstreamUnavailable, method: str, body: object) -> bool:
@@ -484,9 +486,7 @@ class _LimitedBody:
         return chunk
 
 
-async def _too_large(
-    request: Downstream, decision: ActualDecision, rec: Record, limit: int
-) -> None:
+def _too_large(request: Downstream, decision: ActualDecision, rec: Record, limit: int) -> None:
     """413 with the rule's CORS headers, so the page sees the status, not a CORS error."""
     headers: HeaderList = list(decision.headers) if decision.allowed else []
     if decision.vary:
@@ -494,4 +494,4 @@ async def _too_large(
     rec.status = 413
     rec.reason = f"request body larger than limits.max_body_bytes ({limit} bytes)"
     text = f"cors-proxy: request body larger than limits.max_body_bytes ({limit} bytes)\n"
-    await request.respond(413, headers, text, close=True)
+    request.respond(413, headers, text, close=True)

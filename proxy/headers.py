@@ -26,16 +26,15 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 
-def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+def _connection_tokens(headers: Sequence[tuple[str, str]], lows: list[str]) -> set[str]:
+    """Field names listed in ``Connection`` (hop-by-hop too); ``lows``: the names
+    lower-cased once, shared by every pass over one header list."""
     tokens: set[str] = set()
-    for name, value in headers:
-        if name.lower() == "connection":
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    if "connection" in lows:
+        for low, (_, value) in zip(lows, headers, strict=True):
+            if low == "connection":
+                tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return tokens
-
-
-def _is_hop(low: str, named: set[str]) -> bool:
-    return low in HOP_BY_HOP or low.startswith("proxy-") or low in named
 
 
 def upstream_request_headers(
@@ -52,13 +51,13 @@ def upstream_request_headers(
     way a chain of proxies does, so Werkzeug's ProxyFix(x_for=1, x_proto=1, x_host=1)
     reads this hop's values. ``upstream_authority`` set means ``host_header: upstream``.
     """
-    named = _connection_tokens(headers)
+    lows = [name.lower() for name, _ in headers]
+    named = _connection_tokens(headers, lows)
     out: HeaderList = []
     forwarded: dict[str, str] = {}
     host = ""
-    for name, value in headers:
-        low = name.lower()
-        if _is_hop(low, named) or low == "expect":
+    for low, (name, value) in zip(lows, headers, strict=True):
+        if low in HOP_BY_HOP or low.startswith("proxy-") or low in named or low == "expect":
             continue
         if low == "host":
             host = value
@@ -85,6 +84,7 @@ def upstream_request_headers(
 @dataclass(frozen=True)
 class ResponsePlan:
     headers: HeaderList  # what goes to the client before CORS headers are added
+    names: list[str]  # the names in ``headers``, lower-cased (for the passes that follow)
     upstream_cors: HeaderList  # the upstream's own Access-Control-* fields, as received
     vary: list[str]  # tokens of every upstream Vary line
 
@@ -93,13 +93,14 @@ def downstream_response_headers(
     headers: Sequence[tuple[str, str]], *, strip_cors: bool
 ) -> ResponsePlan:
     """Filter upstream response headers; Vary is pulled out to be merged later."""
-    named = _connection_tokens(headers)
+    lows = [name.lower() for name, _ in headers]
+    named = _connection_tokens(headers, lows)
     out: HeaderList = []
+    names: list[str] = []
     cors: HeaderList = []
     vary: list[str] = []
-    for name, value in headers:
-        low = name.lower()
-        if _is_hop(low, named):
+    for low, (name, value) in zip(lows, headers, strict=True):
+        if low in HOP_BY_HOP or low.startswith("proxy-") or low in named:
             continue
         if low == "vary":
             vary.extend(t.strip() for t in value.split(",") if t.strip())
@@ -109,7 +110,8 @@ def downstream_response_headers(
             if strip_cors:
                 continue
         out.append((name, value))
-    return ResponsePlan(out, cors, vary)
+        names.append(low)
+    return ResponsePlan(out, names, cors, vary)
 
 
 def merge_vary(tokens: Sequence[str], add: str | None) -> str | None:

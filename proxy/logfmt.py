@@ -64,6 +64,12 @@ class Record:
             )
             + f" {self.ms:.1f}ms"
         )
+        if not (
+            self.reason or self.diagnosis or self.console or self.hints or self.fix or self.repro
+        ):
+            if self.note:  # the common extra (a preflight's "for PUT"): no list to build
+                line += " | " + paint(safe(self.note, 500), _DIM)
+            return line
         extras = [(self.reason, cors_color), (self.diagnosis, _RED)]
         if self.console:
             extras.append((f"browser: {self.console}", _RED))
