@@ -298,7 +298,7 @@ async def test_upstream_header_bytes_pass_unchanged(make_proxy: MakeProxy) -> No
     as the same byte, not re-encoded as UTF-8."""
     reply = (
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Name: caf\xe9\r\n"
-        b"Content-Disposition: attachment; filename=\"r\xe9sum\xe9.txt\"\r\n\r\nok"
+        b'Content-Disposition: attachment; filename="r\xe9sum\xe9.txt"\r\n\r\nok'
     )
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
