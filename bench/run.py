@@ -25,7 +25,9 @@ Contenders:
   cors-proxy   this checkout: python -m proxy --listen ... --upstream ... --origin ...
   cors-proxy-1k  the same with --config of 1,000 rules (measured in small, preflight)
   aiohttp-floor  yardstick: bare aiohttp web.Server + cors-proxy's upstream client, fixed
-                 CORS headers, no policy or log (small, preflight): the design's floor
+                 CORS headers, no policy or log (small, preflight): aiohttp's floor
+  httptools-floor  yardstick: the fast lane's shape (own httptools protocol) + the same
+                 client, fixed CORS headers, no policy or log: the fast lane's floor
 Extra contenders: --contender 'NAME=CMD' with placeholders {port} {upstream}
 {upstream_host} {upstream_port} {python} {node} {bench_dir} {repo} {workdir} {origin}.
 
@@ -967,6 +969,21 @@ def build(args, workdir: Path, big_path: Path) -> tuple[Contender, list[Contende
             scenarios=["small", "preflight"],
             note="yardstick: aiohttp web.Server + cors-proxy's upstream client, fixed CORS "
             "headers, no policy, no log (the design's floor)",
+        ),
+        Contender(
+            "httptools-floor",
+            [
+                sys.executable,
+                str(BENCH_DIR / "contenders" / "httptools_floor.py"),
+                str(bp + 7),
+                upstream_url,
+                args.origin,
+            ],
+            bp + 7,
+            cwd=REPO_DIR,
+            scenarios=["small", "preflight"],
+            note="yardstick: the fast lane's shape (httptools protocol) + cors-proxy's upstream "
+            "client, fixed CORS headers, no policy, no log (the fast lane's floor)",
         ),
         Contender(
             "cors-proxy-1k",

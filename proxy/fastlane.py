@@ -37,7 +37,7 @@ _OWN_PREFIX = b"/__cors-proxy__/"  # forward.OWN_PREFIX: aiohttp serves the own 
 # Fields whose semantics stay with aiohttp: a body, 100-continue, protocol switches.
 _HANDED_OVER = ("Transfer-Encoding", "Expect", "Upgrade")
 _FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
-_fields_cache: dict[tuple[tuple[str, str], ...], str] = {}
+_fields_cache: dict[tuple[tuple[str, str], ...], _Fields] = {}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _date_cache: tuple[int, str] = (0, "")
 
@@ -455,24 +455,23 @@ class FastDownstream:
     ) -> bytes:
         """The status line and fields. ``framing`` None: from the headers (the length
         given, else chunked); the ``Date`` is added when missing (RFC 9110 6.6.1)."""
-        block = _fields_cache.get(headers) if type(headers) is tuple else None
-        if block is None:
-            block = _fields_block(headers)
-            if type(headers) is tuple:  # the proxy's own, cached answers (preflights)
+        # a tuple: the proxy's own answer from a cached decision (preflights)
+        fields = _fields_cache.get(headers) if isinstance(headers, tuple) else None
+        if fields is None:
+            fields = _Fields(headers)
+            if isinstance(headers, tuple):
                 if len(_fields_cache) >= _FIELDS_CACHE_SIZE:
                     _fields_cache.clear()
-                _fields_cache[headers] = block
-        low = block.lower()
-        lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n", block]
-        if not (low.startswith("date:") or "\ndate:" in low):
+                _fields_cache[headers] = fields
+        lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n", fields.block]
+        if not fields.has_date:
             lines.append(f"Date: {_date()}\r\n")
         lane = self.lane
         if lane.closing or not self.keep_alive or lane.server.stopping:
             self.keep_alive = False
             lines.append("Connection: close\r\n")
         if framing is None:
-            has_length = low.startswith("content-length:") or "\ncontent-length:" in low
-            if not self._bodyless and not has_length:
+            if not self._bodyless and not fields.has_length:
                 self._chunked = True
                 lines.append("Transfer-Encoding: chunked\r\n")
         else:
@@ -485,13 +484,21 @@ class FastDownstream:
             return text.encode("utf-8", "surrogateescape")
 
 
-def _fields_block(headers: Sequence[tuple[str, str]]) -> str:
-    """``Name: value`` lines; a line break inside a value would split the response."""
-    block = "".join([f"{name}: {value}\r\n" for name, value in headers])
-    if block.count("\n") != len(headers) or block.count("\r") != len(headers):
-        bad = next(n for n, v in headers if "\n" in v or "\r" in v or "\n" in n or "\r" in n)
-        raise ValueError(f"line break in the {bad} header")
-    return block
+class _Fields:
+    """``Name: value`` lines, and whether ``Date`` and ``Content-Length`` are among them."""
+
+    __slots__ = ("block", "has_date", "has_length")
+
+    def __init__(self, headers: Sequence[tuple[str, str]]) -> None:
+        block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        # a line break inside a name or value would split the response
+        if block.count("\n") != len(headers) or block.count("\r") != len(headers):
+            bad = next(n for n, v in headers if "\n" in v + n or "\r" in v + n)
+            raise ValueError(f"line break in the {bad} header")
+        low = block.lower()
+        self.block = block
+        self.has_date = low.startswith("date:") or "\ndate:" in low
+        self.has_length = low.startswith("content-length:") or "\ncontent-length:" in low
 
 
 def _bodyless_status(status: int) -> bool:

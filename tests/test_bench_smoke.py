@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = {"direct", "nginx-cors", "lcp", "cors-proxy", "cors-proxy-1k", "aiohttp-floor"}
+EXPECTED = {
+    "direct",
+    "nginx-cors",
+    "lcp",
+    "cors-proxy",
+    "cors-proxy-1k",
+    "aiohttp-floor",
+    "httptools-floor",
+}
 
 
 @pytest.mark.bench
