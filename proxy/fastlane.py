@@ -25,6 +25,7 @@ import httptools
 from multidict import CIMultiDict
 
 from proxy.downstream import utf8_fields
+from proxy.forward import OWN_PREFIX
 from proxy.headers import HeaderList
 
 MAX_HEAD = 16384  # bytes; a larger head goes to aiohttp (its limit is 32 KiB per field)
@@ -33,7 +34,7 @@ MAX_PIPELINED = 65536  # bytes read ahead of the answer in progress before readi
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection stays open (aiohttp's, nginx's)
 SWEEP_INTERVAL = 5.0  # how often idle connections are looked at
 SMALL_CHUNK = 16384  # below this a chunk is copied into one write with its framing
-_OWN_PREFIX = b"/__cors-proxy__/"  # forward.OWN_PREFIX: aiohttp serves the own endpoints
+_OWN_PREFIX = OWN_PREFIX.encode()  # aiohttp serves the proxy's own endpoints
 # Fields whose semantics stay with aiohttp: a body, 100-continue, protocol switches.
 _HANDED_OVER = ("Transfer-Encoding", "Expect", "Upgrade")
 _FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
@@ -154,7 +155,7 @@ class FastLane(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A client that shut down its write side after whole requests still reads the
-        # answers: keep the transport open while any are due, then close (see _done).
+        # answers: keep the transport open while any are due, then close (see _serve).
         self.eof = True
         if not self.busy:
             self._next()
@@ -303,17 +304,17 @@ class FastLane(asyncio.Protocol):
         if self.eof and not handler.eof_received():
             t.close()
 
-    def write(self, data: bytes) -> None:
+    def _open(self) -> asyncio.Transport:
         t = self.transport
         if self.lost or t is None or t.is_closing():
             raise ConnectionResetError("client disconnected")
-        t.write(data)
+        return t
+
+    def write(self, data: bytes) -> None:
+        self._open().write(data)
 
     def writelines(self, parts: list[bytes]) -> None:
-        t = self.transport
-        if self.lost or t is None or t.is_closing():
-            raise ConnectionResetError("client disconnected")
-        t.writelines(parts)
+        self._open().writelines(parts)
 
     async def drain(self) -> None:
         """Wait while the client reads slower than the upstream sends."""

@@ -280,10 +280,9 @@ async def test_both_servers_answer_alike(
     answers = []
     for lane in (True, False):
         proxy = await make_proxy(upstream.url)
-        proxy.server.fast_lane = lane  # read when a connection is accepted...
         assert proxy.server.server is not None
         if not lane:
-            proxy.server.server.fast = None  # ...through the server's factory
+            proxy.server.server.fast = None  # the factory then makes aiohttp handlers
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         writer.write(request_bytes)
         status, headers, body = await read_response(reader)
