@@ -12,7 +12,7 @@ CORS.md in the project's shared notes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 from urllib.parse import unquote
@@ -351,25 +351,30 @@ class CorsPolicy:
         return ActualDecision(True, tuple(headers), name, "", True, expose_all=c.expose_all)
 
 
-def expose_all_value(
-    response_names: Iterable[str], extra: Sequence[str] = (), *, lows: Sequence[str] = ()
-) -> str:
+def expose_all_value(response_names: Sequence[str]) -> str:
     """ACEH for ``expose_headers: ["*"]``: the response's own header names, spelled out.
 
     A literal "*" would only work without credentials; naming them works in both modes.
-    ``lows``: the response names already lower-cased, in the same order.
+    An endpoint answers with the same names each time: the value is cached by them.
     """
-    names = [*extra, *response_names]
-    lowered = [n.lower() for n in extra] + list(lows) if lows else [n.lower() for n in names]
-    seen: dict[str, str] = {}
-    for low, n in zip(lowered, names, strict=True):
-        if (
-            low not in SAFELISTED_RESPONSE_HEADERS
-            and low not in FORBIDDEN_RESPONSE_HEADERS
-            and not low.startswith("access-control-")
-        ):
-            seen.setdefault(low, n)
-    return ", ".join(seen.values())
+    key = tuple(response_names)
+    value = _expose_cache.get(key)
+    if value is None:
+        seen: dict[str, str] = {}
+        for n in key:
+            low = n.lower()
+            if (
+                low not in SAFELISTED_RESPONSE_HEADERS
+                and low not in FORBIDDEN_RESPONSE_HEADERS
+                and not low.startswith("access-control-")
+            ):
+                seen.setdefault(low, n)
+        value = ", ".join(seen.values())
+        _remember(_expose_cache, key, value)
+    return value
+
+
+_expose_cache: dict[tuple[str, ...], str] = {}
 
 
 def _parse_list(value: str) -> tuple[str, ...] | None:

@@ -35,8 +35,6 @@ KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection stays open (aiohttp's, ng
 SWEEP_INTERVAL = 5.0  # how often idle connections are looked at
 SMALL_CHUNK = 16384  # below this a chunk is copied into one write with its framing
 _OWN_PREFIX = OWN_PREFIX.encode()  # aiohttp serves the proxy's own endpoints
-# Fields whose semantics stay with aiohttp: a body, 100-continue, protocol switches.
-_HANDED_OVER = ("Transfer-Encoding", "Expect", "Upgrade")
 _FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
 _fields_cache: dict[tuple[tuple[str, str], ...], _Fields] = {}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -249,7 +247,13 @@ class FastLane(asyncio.Protocol):
             return None
         headers = CIMultiDict(self._fields)
         hosts = headers.getall("Host", ())
-        if len(hosts) != 1 or any(name in headers for name in _HANDED_OVER):
+        # A body, 100-continue and protocol switches keep aiohttp's semantics.
+        if (
+            len(hosts) != 1
+            or "Transfer-Encoding" in headers
+            or "Expect" in headers
+            or "Upgrade" in headers
+        ):
             return None
         method = self.parser.get_method().decode("ascii")
         target = url.decode("utf-8", "surrogateescape")

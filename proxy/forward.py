@@ -238,19 +238,16 @@ class Forwarder:
         override = cfg.upstream_cors == "override"
         plan = downstream_response_headers(up.headers, strip_cors=override)
         out: HeaderList = plan.headers
-        lows = plan.names
         client_origin = f"{request.scheme}://{request.host}"
-        if "location" in lows or "content-location" in lows:
+        if plan.locations:
+            lows = plan.names
             for i, (name, value) in enumerate(out):
                 if lows[i] in ("location", "content-location"):
                     out[i] = (name, rewrite_location(value, gen.upstream_origins, client_origin))
-        upstream_acao = [
-            v for n, v in plan.upstream_cors if n.lower() == "access-control-allow-origin"
-        ]
-        cookies = [v for low, (_, v) in zip(lows, out, strict=True) if low == "set-cookie"]
+        cookies = plan.cookies
         if decision.allowed and (override or not plan.upstream_cors):
             if decision.expose_all:
-                exposed = expose_all_value([n for n, _ in out], lows=lows)
+                exposed = expose_all_value([n for n, _ in out])
             out.extend(decision.headers)
             if decision.expose_all and exposed:
                 out.append(("Access-Control-Expose-Headers", exposed))
@@ -281,6 +278,9 @@ class Forwarder:
                 raise
         finally:
             if capture is not None:
+                upstream_acao = [
+                    v for n, v in plan.upstream_cors if n.lower() == "access-control-allow-origin"
+                ]
                 self._diagnose(up, bytes(capture), decision, upstream_acao, rec, gen)
 
     def _browser_view(

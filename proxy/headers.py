@@ -33,8 +33,28 @@ def _connection_tokens(headers: Sequence[tuple[str, str]], lows: list[str]) -> s
     if "connection" in lows:
         for low, (_, value) in zip(lows, headers, strict=True):
             if low == "connection":
-                tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+                for token in value.lower().split(","):
+                    tokens.add(token.strip())
+        tokens.discard("")
     return tokens
+
+
+# What each pass does with a field, by lower-cased name; a name not listed is copied.
+# One dict lookup per field instead of a chain of comparisons (the hot path).
+_DROP, _HOST, _FORWARDED, _VARY, _COOKIE, _LOCATION = range(6)
+_REQUEST_KINDS: Final = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP),
+    "expect": _DROP,  # the proxy answers 100-continue itself
+    "host": _HOST,
+    **dict.fromkeys(("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"), _FORWARDED),
+}
+_RESPONSE_KINDS: Final = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP),
+    "vary": _VARY,
+    "set-cookie": _COOKIE,
+    "location": _LOCATION,
+    "content-location": _LOCATION,
+}
 
 
 def upstream_request_headers(
@@ -53,20 +73,23 @@ def upstream_request_headers(
     """
     lows = [name.lower() for name, _ in headers]
     named = _connection_tokens(headers, lows)
+    kinds = _REQUEST_KINDS
     out: HeaderList = []
     forwarded: dict[str, str] = {}
     host = ""
-    for low, (name, value) in zip(lows, headers, strict=True):
-        if low in HOP_BY_HOP or low.startswith("proxy-") or low in named or low == "expect":
+    for low, field in zip(lows, headers, strict=True):
+        kind = kinds.get(low)
+        if kind == _DROP or (named and low in named):
             continue
-        if low == "host":
-            host = value
-            if upstream_authority is not None:
-                continue
-        elif low in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"):
-            forwarded[low] = f"{forwarded[low]}, {value}" if low in forwarded else value
-            continue
-        out.append((name, value))
+        if kind is None:
+            if not low.startswith("proxy-"):
+                out.append(field)
+        elif kind == _HOST:
+            host = field[1]
+            if upstream_authority is None:
+                out.append(field)
+        else:
+            forwarded[low] = f"{forwarded[low]}, {field[1]}" if low in forwarded else field[1]
     if upstream_authority is not None:
         out.append(("Host", upstream_authority))
     for low, label, value in (
@@ -81,12 +104,14 @@ def upstream_request_headers(
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResponsePlan:
     headers: HeaderList  # what goes to the client before CORS headers are added
     names: list[str]  # the names in ``headers``, lower-cased (for the passes that follow)
     upstream_cors: HeaderList  # the upstream's own Access-Control-* fields, as received
     vary: list[str]  # tokens of every upstream Vary line
+    cookies: list[str]  # the values of the Set-Cookie lines, in order
+    locations: bool  # a Location or Content-Location is among ``headers``
 
 
 def downstream_response_headers(
@@ -95,27 +120,40 @@ def downstream_response_headers(
     """Filter upstream response headers; Vary is pulled out to be merged later."""
     lows = [name.lower() for name, _ in headers]
     named = _connection_tokens(headers, lows)
+    kinds = _RESPONSE_KINDS
     out: HeaderList = []
     names: list[str] = []
     cors: HeaderList = []
     vary: list[str] = []
-    for low, (name, value) in zip(lows, headers, strict=True):
-        if low in HOP_BY_HOP or low.startswith("proxy-") or low in named:
+    cookies: list[str] = []
+    locations = False
+    for low, field in zip(lows, headers, strict=True):
+        kind = kinds.get(low)
+        if kind == _DROP or (named and low in named):
             continue
-        if low == "vary":
-            vary.extend(t.strip() for t in value.split(",") if t.strip())
+        if kind is None:
+            if low.startswith(("proxy-", "access-control-")):
+                if low[0] == "p":
+                    continue
+                cors.append(field)
+                if strip_cors:
+                    continue
+        elif kind == _VARY:
+            vary.extend(t.strip() for t in field[1].split(",") if t.strip())
             continue
-        if low.startswith("access-control-"):
-            cors.append((name, value))
-            if strip_cors:
-                continue
-        out.append((name, value))
+        elif kind == _COOKIE:
+            cookies.append(field[1])
+        else:
+            locations = True
+        out.append(field)
         names.append(low)
-    return ResponsePlan(out, names, cors, vary)
+    return ResponsePlan(out, names, cors, vary, cookies, locations)
 
 
 def merge_vary(tokens: Sequence[str], add: str | None) -> str | None:
     """One ``Vary`` value: upstream tokens in order, ``add`` appended once; ``*`` wins."""
+    if not tokens:
+        return add  # the common case: no Vary from the upstream
     seen: dict[str, str] = {}
     for t in (*tokens, *([add] if add else [])):
         seen.setdefault(t.lower(), t)

@@ -72,7 +72,6 @@ class _Conn(asyncio.Protocol):
         self.head_done = False
         self.done = False
         self.keep_alive = False
-        self.until_eof = True  # no Content-Length, not chunked: the body ends with the connection
         self.received = False  # any response byte on this exchange
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
@@ -91,7 +90,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.head_done and not self.done and self.until_eof and exc is None:
+        if self.head_done and not self.done and exc is None and _until_eof(self.headers):
             self.done = True  # read-until-close body: the close is its end
         elif not self.done and self.error is None:
             self.error = exc or _Closed("upstream closed the connection")
@@ -139,15 +138,8 @@ class _Conn(asyncio.Protocol):
             self.headers = []  # interim response (100 Continue, 103 Early Hints): skip
             return
         self.status = status
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname == "content-length" or (
-                lname == "transfer-encoding" and "chunked" in value.lower()
-            ):
-                self.until_eof = False
         self.head_done = True
         if self.head_only or status in _NO_BODY_STATUS:
-            self.until_eof = False
             self.done = True
             self.keep_alive = self.parser.should_keep_alive()
         self._wake()
@@ -445,18 +437,12 @@ class RawUpstream:
     def _head(
         self, method: str, target: str, headers: list[tuple[str, str]], *, chunked: bool
     ) -> bytes:
-        lines = [f"{method} {self.prefix}{target} HTTP/1.1\r\n"]
-        has_host = False
-        for name, value in headers:
-            if not has_host and name.lower() == "host":
-                has_host = True
-            lines.append(f"{name}: {value}\r\n")
-        if not has_host:
-            lines.append(f"Host: {self.authority}\r\n")
-        if chunked:
-            lines.append("Transfer-Encoding: chunked\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("utf-8", "surrogateescape")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        low = fields.lower()
+        host = "" if low.startswith("host:") or "\nhost:" in low else f"Host: {self.authority}\r\n"
+        framing = "Transfer-Encoding: chunked\r\n" if chunked else ""
+        head = f"{method} {self.prefix}{target} HTTP/1.1\r\n{fields}{host}{framing}\r\n"
+        return head.encode("utf-8", "surrogateescape")
 
     async def _acquire(self) -> _Conn:
         idle = self._idle
@@ -498,6 +484,16 @@ class RawUpstream:
 
     def _where(self, exc: OSError) -> str:
         return f"{self.host}:{self.port}: {exc.strerror or exc}"
+
+
+def _until_eof(headers: list[tuple[str, str]]) -> bool:
+    """No Content-Length, not chunked: the body ends with the connection. Asked only
+    when the connection ends before the parser saw the message end (not per exchange)."""
+    for name, value in headers:
+        low = name.lower()
+        if low == "content-length" or (low == "transfer-encoding" and "chunked" in value.lower()):
+            return False
+    return True
 
 
 def _has_length(headers: list[tuple[str, str]]) -> bool:

@@ -62,3 +62,21 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
 def _found(tool: str) -> bool:
     return shutil.which(tool) is not None or Path("/usr/sbin", tool).exists()
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(120)
+def test_micro_bench_smoke() -> None:
+    """bench/micro.py checks both contenders' answers before timing, and reports both."""
+    r = subprocess.run(
+        [sys.executable, "bench/micro.py", "--exchanges", "50", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:]}
+    assert set(rows) == {"preflight", "small"}, r.stdout
+    for row in rows.values():
+        assert float(row[1]) > 0 and float(row[3]) > 0, r.stdout

@@ -305,6 +305,13 @@ class TestActual:
         )
         assert value == "X-Request-Id, Server"
 
+    def test_expose_all_value_is_cached_by_names(self) -> None:
+        names = ["Content-Type", "X-Trace"]
+        assert expose_all_value(names) == "X-Trace"
+        assert expose_all_value(names) == "X-Trace"  # from the cache
+        assert expose_all_value(["X-Other", "Content-Type"]) == "X-Other"
+        assert expose_all_value(["x-trace"]) == "x-trace"  # spelled as the response has it
+
     def test_caches_are_bounded(self) -> None:
         p = policy(origins=("*",), allow_credentials=True)
         for i in range(10000):

@@ -79,6 +79,26 @@ class TestRequest:
         assert ("Host", "127.0.0.1:8080") not in out
         assert ("X-Forwarded-Host", "127.0.0.1:8080") in out
 
+    def test_connection_can_name_host_and_forwarded_fields(self) -> None:
+        """Fields a client lists in Connection are hop-by-hop, whichever they are."""
+        out = upstream_request_headers(
+            [
+                ("Host", "h:1"),
+                ("Connection", "Host, X-Forwarded-For"),
+                ("X-Forwarded-For", "10.0.0.9"),
+                ("Proxy-Foo", "x"),
+                ("X-Kept", "y"),
+            ],
+            client_ip="127.0.0.1",
+            scheme="http",
+            upstream_authority=None,
+        )
+        assert out == [
+            ("X-Kept", "y"),
+            ("X-Forwarded-For", "127.0.0.1"),
+            ("X-Forwarded-Proto", "http"),
+        ]
+
 
 class TestResponse:
     def test_filtering_keeps_repeats_and_pulls_cors_and_vary(self) -> None:
@@ -103,6 +123,24 @@ class TestResponse:
         ]
         assert plan.upstream_cors == [("Access-Control-Allow-Origin", "*")]
         assert merge_vary(plan.vary, "Origin") == "Accept-Encoding, Cookie, Origin"
+
+    def test_plan_names_cookies_and_locations(self) -> None:
+        plan = downstream_response_headers(
+            [
+                ("Connection", "keep-alive, X-Hop"),
+                ("X-Hop", "gone"),
+                ("Set-Cookie", "a=1"),
+                ("Location", "/next"),
+                ("Proxy-Status", "x"),
+                ("set-cookie", "b=2"),
+            ],
+            strip_cors=True,
+        )
+        assert plan.headers == [("Set-Cookie", "a=1"), ("Location", "/next"), ("set-cookie", "b=2")]
+        assert plan.names == ["set-cookie", "location", "set-cookie"]
+        assert plan.cookies == ["a=1", "b=2"]
+        assert plan.locations
+        assert not downstream_response_headers([("Server", "x")], strip_cors=True).locations
 
     def test_preserve_keeps_upstream_cors(self) -> None:
         plan = downstream_response_headers([("Access-Control-Allow-Origin", "*")], strip_cors=False)

@@ -111,14 +111,8 @@ class Floor(asyncio.Protocol):
         self.next()
 
 
-def main() -> None:
-    port, upstream, origin = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    try:
-        import uvloop  # same event loop as cors-proxy when it is installed
-
-        uvloop.install()
-    except ImportError:
-        pass
+def fixed_headers(origin: str) -> tuple[str, str]:
+    """nginx-cors's fixed CORS lines for an answer, and its whole preflight head."""
     cors = (
         f"Access-Control-Allow-Origin: {origin}\r\n"
         "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
@@ -130,6 +124,18 @@ def main() -> None:
         "Access-Control-Max-Age: 600\r\n"
         "Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers\r\n"
     )
+    return cors, preflight
+
+
+def main() -> None:
+    port, upstream, origin = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    try:
+        import uvloop  # same event loop as cors-proxy when it is installed
+
+        uvloop.install()
+    except ImportError:
+        pass
+    cors, preflight = fixed_headers(origin)
 
     async def serve() -> None:
         client = RawUpstream(upstream, connect_timeout=5, read_timeout=30)
