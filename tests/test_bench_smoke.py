@@ -79,4 +79,5 @@ def test_micro_bench_smoke() -> None:
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:]}
     assert set(rows) == {"preflight", "small"}, r.stdout
     for row in rows.values():
-        assert float(row[1]) > 0 and float(row[3]) > 0, r.stdout
+        assert float(row[1]) > 0, r.stdout  # cors-proxy's median
+        assert float(row[3]) > 0, r.stdout  # the floor's
