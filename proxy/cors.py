@@ -351,6 +351,9 @@ class CorsPolicy:
         return ActualDecision(True, tuple(headers), name, "", True, expose_all=c.expose_all)
 
 
+_expose_cache: dict[tuple[str, ...], str] = {}  # by the response's header names
+
+
 def expose_all_value(response_names: Sequence[str]) -> str:
     """ACEH for ``expose_headers: ["*"]``: the response's own header names, spelled out.
 
@@ -372,9 +375,6 @@ def expose_all_value(response_names: Sequence[str]) -> str:
         value = ", ".join(seen.values())
         _remember(_expose_cache, key, value)
     return value
-
-
-_expose_cache: dict[tuple[str, ...], str] = {}
 
 
 def _parse_list(value: str) -> tuple[str, ...] | None:

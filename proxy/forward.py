@@ -244,7 +244,6 @@ class Forwarder:
             for i, (name, value) in enumerate(out):
                 if lows[i] in ("location", "content-location"):
                     out[i] = (name, rewrite_location(value, gen.upstream_origins, client_origin))
-        cookies = plan.cookies
         if decision.allowed and (override or not plan.upstream_cors):
             if decision.expose_all:
                 exposed = expose_all_value([n for n, _ in out])
@@ -257,7 +256,7 @@ class Forwarder:
         if vary:
             out.append(("Vary", vary))
         if rec.origin is not None and rec.origin != client_origin:
-            self._browser_view(request, gen, decision, rec, up.status, out, cookies, override)
+            self._browser_view(request, gen, decision, rec, up.status, out, plan.cookies, override)
         rec.status = up.status
         if retried:
             rec.note = "served after waiting for the upstream to come back"

@@ -132,9 +132,9 @@ def downstream_response_headers(
         if kind == _DROP or (named and low in named):
             continue
         if kind is None:
-            if low.startswith(("proxy-", "access-control-")):
-                if low[0] == "p":
-                    continue
+            if low.startswith("proxy-"):
+                continue
+            if low.startswith("access-control-"):
                 cors.append(field)
                 if strip_cors:
                     continue
