@@ -27,10 +27,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from proxy import __version__
 from proxy.config import Config, Overrides, load
-from proxy.downstream import AiohttpDownstream
+from proxy.downstream import AiohttpDownstream, Replay
 from proxy.errors import ConfigError
 from proxy.forward import OWN_PREFIX, Forwarder, Generation
-from proxy.logfmt import Record, safe
+from proxy.logfmt import LineTemplate, Record, safe
 from proxy.probe import accepts
 from proxy.upstream import AiohttpUpstream, UpstreamClient
 from proxy.websocket import AnyWebSocket, bridge, is_upgrade
@@ -57,7 +57,10 @@ class LogSink:
         self._scheduled = False
 
     def record(self, rec: Record) -> None:
-        self.line(rec.json() if self.fmt == "json" else rec.text(self.color))
+        self.line(self.template(rec).render(rec.ms))
+
+    def template(self, rec: Record) -> LineTemplate:
+        return rec.template(self.color, as_json=self.fmt == "json")
 
     def message(self, text: str, **fields: object) -> None:
         if self.fmt == "json":
@@ -268,6 +271,11 @@ class ProxyServer:
         assert self.forwarder is not None
         return self.forwarder.answer_now(down)
 
+    def answer_again(self, replay: Replay, started: float) -> bool:
+        """A preflight the fast lane answers again by its head (False: stale)."""
+        assert self.forwarder is not None
+        return self.forwarder.answer_again(replay, started)
+
     async def handle_fast(self, down: FastDownstream) -> None:
         """Any other body-less request from the fast lane (never an own endpoint or
         an upgrade: those are handed over to aiohttp)."""
@@ -399,7 +407,7 @@ class ProxyServer:
     async def start(self) -> None:
         cfg = self.generation.config
         self.client = self._make_client(cfg)
-        self.forwarder = Forwarder(lambda: self.generation, self.client, self.log.record)
+        self.forwarder = Forwarder(lambda: self.generation, self.client, self.log)
         server_log = logging.getLogger("aiohttp.server")
         server_log.addHandler(self._log_bridge)
         server_log.propagate = False
@@ -477,7 +485,9 @@ def _fast_server(owner: ProxyServer, take_over: Callable[[], _Handler]) -> FastS
         from proxy.fastlane import FastServer
     except ImportError:
         return None
-    return FastServer(owner.answer_fast_now, owner.handle_fast, take_over, owner.log.message)
+    return FastServer(
+        owner.answer_fast_now, owner.answer_again, owner.handle_fast, take_over, owner.log.message
+    )
 
 
 def _stamp(path: str | None) -> tuple[int, int, int] | None:

@@ -9,6 +9,7 @@ through this one small interface, so the policy and the relay are written once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -16,6 +17,17 @@ from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict, MultiMapping
 
 from proxy.headers import HeaderList
+from proxy.logfmt import LineTemplate
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """An allowed preflight's answer (a 204) and log line, to give again to the same
+    request head: it holds while the config generation does."""
+
+    generation: int
+    headers: tuple[tuple[str, str], ...]
+    line: LineTemplate
 
 
 class Downstream(Protocol):
@@ -76,6 +88,10 @@ class Downstream(Protocol):
 
     def abort(self) -> None:
         """Cut the connection: a streamed response is seen as truncated."""
+        ...
+
+    def may_replay(self, replay: Replay) -> None:
+        """The 204 just sent may be sent again to a request with the same head."""
         ...
 
 
@@ -149,6 +165,9 @@ class AiohttpDownstream:
         transport = self.request.transport
         if transport is not None:
             transport.abort()
+
+    def may_replay(self, replay: Replay) -> None:
+        pass  # aiohttp parses every request: there is no head to key the answer by
 
 
 def utf8_fields(fields: Iterable[tuple[str, str]]) -> HeaderList | None:

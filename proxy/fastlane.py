@@ -24,7 +24,7 @@ from typing import cast
 import httptools
 from multidict import CIMultiDict
 
-from proxy.downstream import utf8_fields
+from proxy.downstream import Replay, utf8_fields
 from proxy.forward import OWN_PREFIX
 from proxy.headers import HeaderList
 
@@ -36,18 +36,30 @@ SWEEP_INTERVAL = 5.0  # how often idle connections are looked at
 SMALL_CHUNK = 16384  # below this a chunk is copied into one write with its framing
 _OWN_PREFIX = OWN_PREFIX.encode()  # aiohttp serves the proxy's own endpoints
 _FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
+REPLAYS = 1024  # preflight answers kept by their request head (then forgotten at once)
+MAX_REPLAY_HEAD = 4096  # bytes: a longer head is decided each time (bounds the memory)
 _fields_cache: dict[tuple[tuple[str, str], ...], _Fields] = {}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_date_cache: tuple[int, str] = (0, "")
+_date_cache: tuple[int, str, bytes] = (0, "", b"")
 
 
 def _date() -> str:
     """The ``Date`` value, formatted once per second."""
+    return _dates()[1]
+
+
+def _date_end() -> bytes:
+    """The ``Date`` line and the end of the head."""
+    return _dates()[2]
+
+
+def _dates() -> tuple[int, str, bytes]:
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
-    return _date_cache[1]
+        date = formatdate(now, usegmt=True)
+        _date_cache = (now, date, f"Date: {date}\r\n\r\n".encode("ascii"))
+    return _date_cache
 
 
 class FastServer:
@@ -56,15 +68,20 @@ class FastServer:
     def __init__(
         self,
         answer_now: Callable[[FastDownstream], bool],
+        answer_again: Callable[[Replay, float], bool],
         serve: Callable[[FastDownstream], Awaitable[None]],
         take_over: Callable[[], asyncio.Protocol],
         log: Callable[[str], None],
     ) -> None:
         self.answer_now = answer_now  # answers a request that needs no await (preflights)
+        self.answer_again = answer_again  # logs a replay; False: the config changed since
         self.serve = serve  # answers any other request
         self.take_over = take_over  # makes aiohttp's handler for a handed-over connection
         self.log = log
         self.lanes: set[FastLane] = set()
+        # Preflights by their exact request head: the same bytes get the same 204 without
+        # being parsed or decided again (browsers and load tests repeat them verbatim).
+        self.replays: dict[bytes, tuple[bytes, Replay]] = {}
         self.stopping = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -202,7 +219,11 @@ class FastLane(asyncio.Protocol):
                     self._handover()
                 return
             end += 4
-            down = self._parse(bytes(buf[:end])) if end <= MAX_HEAD else None
+            head = bytes(buf[:end])
+            if head.startswith(b"OPTIONS ") and self._replayed(head):
+                del buf[:end]
+                continue
+            down = self._parse(head) if end <= MAX_HEAD else None
             if down is None:
                 self._handover()
                 return
@@ -212,8 +233,36 @@ class FastLane(asyncio.Protocol):
                 self.task = asyncio.ensure_future(self._serve(down))
                 return
             self.busy = False
+            if down.replay is not None:
+                self._remember(head, down.replay, down.keep_alive)
             if not self._goes_on(down):
                 return
+
+    def _replayed(self, head: bytes) -> bool:
+        """Answer a preflight whose head was answered before, with the same 204."""
+        started = time.monotonic()
+        server = self.server
+        known = server.replays.get(head)
+        if known is None or self.closing or self.lost or server.stopping:
+            return False
+        answer, replay = known
+        if not server.answer_again(replay, started):
+            del server.replays[head]  # decided again, and remembered anew
+            return False
+        self.write(answer + _date_end())
+        return True
+
+    def _remember(self, head: bytes, replay: Replay, keep_alive: bool) -> None:
+        # Only an answer that leaves the connection open: it is the same bytes each time.
+        if not keep_alive or self.closing or len(head) > MAX_REPLAY_HEAD:
+            return
+        fields = _fields_for(replay.headers)
+        if fields.has_date or fields.has_length:
+            return  # never among the proxy's own preflight headers
+        replays = self.server.replays
+        if len(replays) >= REPLAYS:
+            replays.clear()
+        replays[head] = (_encode(f"HTTP/1.1 204 No Content\r\n{fields.block}"), replay)
 
     def _answered_now(self, down: FastDownstream) -> bool:
         try:
@@ -343,6 +392,7 @@ class FastDownstream:
         "method",
         "raw_path",
         "remote",
+        "replay",
         "started",
     )
     scheme = "http"
@@ -371,6 +421,7 @@ class FastDownstream:
         self.started = False  # an answer was begun (its head sent or pending)
         self.ended = False  # the answer is complete
         self._head: bytes | None = None  # sent with the first body chunk
+        self.replay: Replay | None = None  # the 204 sent may be sent again (preflights)
         self._chunked = False
         self._bodyless = False
 
@@ -455,19 +506,15 @@ class FastDownstream:
         if self.lane.transport is not None:
             self.lane.transport.abort()
 
+    def may_replay(self, replay: Replay) -> None:
+        self.replay = replay
+
     def _head_bytes(
         self, status: int, reason: str, headers: Sequence[tuple[str, str]], framing: str | None
     ) -> bytes:
         """The status line and fields. ``framing`` None: from the headers (the length
         given, else chunked); the ``Date`` is added when missing (RFC 9110 6.6.1)."""
-        # a tuple: the proxy's own answer from a cached decision (preflights)
-        fields = _fields_cache.get(headers) if isinstance(headers, tuple) else None
-        if fields is None:
-            fields = _Fields(headers)
-            if isinstance(headers, tuple):
-                if len(_fields_cache) >= _FIELDS_CACHE_SIZE:
-                    _fields_cache.clear()
-                _fields_cache[headers] = fields
+        fields = _fields_for(headers)
         lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n", fields.block]
         if not fields.has_date:
             lines.append(f"Date: {_date()}\r\n")
@@ -482,11 +529,27 @@ class FastDownstream:
         else:
             lines.append(framing)
         lines.append("\r\n")
-        text = "".join(lines)
-        try:
-            return text.encode("latin-1")  # upstream fields arrive latin-1: bytes kept
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "surrogateescape")
+        return _encode("".join(lines))
+
+
+def _encode(head: str) -> bytes:
+    try:
+        return head.encode("latin-1")  # upstream fields arrive latin-1: bytes kept
+    except UnicodeEncodeError:
+        return head.encode("utf-8", "surrogateescape")
+
+
+def _fields_for(headers: Sequence[tuple[str, str]]) -> _Fields:
+    """The serialized fields; kept for a tuple (the proxy's own answer from a cached
+    decision: a preflight's)."""
+    if not isinstance(headers, tuple):
+        return _Fields(headers)
+    fields = _fields_cache.get(headers)
+    if fields is None:
+        if len(_fields_cache) >= _FIELDS_CACHE_SIZE:
+            _fields_cache.clear()
+        fields = _fields_cache[headers] = _Fields(headers)
+    return fields
 
 
 class _Fields:

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from yarl import URL
 
@@ -19,7 +20,7 @@ from proxy.advice import advise, cookie_problems, credentials_mode
 from proxy.config import Config
 from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy, expose_all_value
 from proxy.diagnostics import MAX_CAPTURE, diagnose_body
-from proxy.downstream import Downstream
+from proxy.downstream import Downstream, Replay
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
 from proxy.headers import (
     HeaderList,
@@ -29,7 +30,7 @@ from proxy.headers import (
     upstream_aliases,
     upstream_request_headers,
 )
-from proxy.logfmt import Record
+from proxy.logfmt import LineTemplate, Record
 from proxy.probe import explain
 from proxy.reach import impostor
 from proxy.repro import curl_commands
@@ -73,13 +74,16 @@ class Generation:
         )
 
 
+class Log(Protocol):
+    """Where the one line per exchange goes (app.LogSink)."""
+
+    def record(self, rec: Record) -> None: ...
+    def template(self, rec: Record) -> LineTemplate: ...
+    def line(self, text: str) -> None: ...
+
+
 class Forwarder:
-    def __init__(
-        self,
-        current: Callable[[], Generation],
-        client: UpstreamClient,
-        log: Callable[[Record], None],
-    ) -> None:
+    def __init__(self, current: Callable[[], Generation], client: UpstreamClient, log: Log) -> None:
         self.current = current
         self.client = client
         self.log = log
@@ -125,7 +129,7 @@ class Forwarder:
             await self.forward(request, gen, decision, rec)
         finally:
             rec.ms = (time.monotonic() - started) * 1000
-            self.log(rec)
+            self.log.record(rec)
 
     # -- preflight ------------------------------------------------------------------------
 
@@ -160,11 +164,20 @@ class Forwarder:
         try:
             if d.allowed:
                 request.respond(204, d.headers)  # a cached tuple: its serialization is too
+                request.may_replay(Replay(gen.number, d.headers, self.log.template(rec)))
             else:
                 text = f"cors-proxy: preflight rejected: {d.reason}\n"
                 request.respond(403, d.headers, text)
         finally:
-            self.log(rec)
+            self.log.record(rec)
+
+    def answer_again(self, replay: Replay, started: float) -> bool:
+        """Log a preflight the fast lane answers again from ``replay`` (the same head as
+        before); False, and no line, when a reload since may have changed the answer."""
+        if replay.generation != self.current().number:
+            return False
+        self.log.line(replay.line.render((time.monotonic() - started) * 1000))
+        return True
 
     # -- forwarding -----------------------------------------------------------------------
 

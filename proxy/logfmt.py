@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -53,23 +54,41 @@ class Record:
     repro: tuple[str, ...] = ()  # curl commands reproducing a blocked exchange (--explain)
 
     def text(self, color: bool = False) -> str:
+        return self.template(color).render(self.ms)
+
+    def json(self) -> str:
+        return self.template(as_json=True).render(self.ms)
+
+    def template(self, color: bool = False, *, as_json: bool = False) -> LineTemplate:
+        """The line with its ``ms`` left open: a cached preflight answer logs the same
+        line again with its own time (forward.Replay)."""
+        if as_json:
+            data = {k: v for k, v in asdict(self).items() if v not in ("", None, ())}
+            keys = list(data)
+            at = keys.index("ms")  # the fields before ms, and after it, dumped apart
+            head = {k: data[k] for k in keys[:at]}  # never empty: status is always there
+            tail = {k: data[k] for k in keys[at + 1 :]}
+            before = json.dumps(head, ensure_ascii=True)[:-1] + ', "ms": '
+            after = ", " + json.dumps(tail, ensure_ascii=True)[1:] if tail else "}"
+            return LineTemplate(before, after, True)
         paint = _paint if color else _plain
         status_color = _STATUS_COLORS.get(self.status // 100, "")
         cors_color = _RED if "denied" in self.cors else ""
-        line = (
+        before = (
             f"{safe(self.method, 20)} {safe(self.path)} {paint(str(self.status), status_color)} "
             f"origin={safe(self.origin, 120) if self.origin is not None else '-'} "
             + paint(
                 f"cors={self.cors}" + (f"[{safe(self.rule, 60)}]" if self.rule else ""), cors_color
             )
-            + f" {self.ms:.1f}ms"
+            + " "
         )
+        after = "ms"
         if not (
             self.reason or self.diagnosis or self.console or self.hints or self.fix or self.repro
         ):
             if self.note:  # the common extra (a preflight's "for PUT"): no list to build
-                line += " | " + paint(safe(self.note, 500), _DIM)
-            return line
+                after += " | " + paint(safe(self.note, 500), _DIM)
+            return LineTemplate(before, after, False)
         extras = [(self.reason, cors_color), (self.diagnosis, _RED)]
         if self.console:
             extras.append((f"browser: {self.console}", _RED))
@@ -79,12 +98,20 @@ class Record:
         extras.append((self.note, _DIM))
         for extra, tone in extras:
             if extra:
-                line += " | " + paint(safe(extra, 500), tone)
+                after += " | " + paint(safe(extra, 500), tone)
         for command in self.repro:
-            line += f"\n    reproduce: {safe(command, 2000)}"
-        return line
+            after += f"\n    reproduce: {safe(command, 2000)}"
+        return LineTemplate(before, after, False)
 
-    def json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v not in ("", None, ())}
-        data["ms"] = round(self.ms, 2)
-        return json.dumps(data, ensure_ascii=True)
+
+class LineTemplate(NamedTuple):
+    """A log line around its ``ms`` value."""
+
+    before: str
+    after: str
+    as_json: bool
+
+    def render(self, ms: float) -> str:
+        if self.as_json:
+            return f"{self.before}{round(ms, 2)!r}{self.after}"  # json.dumps' float
+        return f"{self.before}{ms:.1f}{self.after}"

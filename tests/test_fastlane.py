@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from proxy import fastlane
 from tests.conftest import ORIGIN, MakeProxy, RunningProxy, raw_request
@@ -260,6 +262,139 @@ class TestLifecycle:
         await stopping
         busy_w.close()
         idle_w.close()
+
+
+def fast_server(proxy: RunningProxy) -> fastlane.FastServer:
+    server = proxy.server.server
+    assert server is not None
+    assert server.fast is not None
+    return server.fast
+
+
+def count_decisions(fast: fastlane.FastServer) -> list[str]:
+    """The requests the fast lane hands to the forwarder to decide without a task."""
+    decided: list[str] = []
+    decide = fast.answer_now
+
+    def spy(down: fastlane.FastDownstream) -> bool:
+        decided.append(down.method)
+        return decide(down)
+
+    fast.answer_now = spy
+    return decided
+
+
+def without_date(resp: Response) -> Response:
+    return resp[0], [(n, v) for n, v in resp[1] if n != "Date"], resp[2]
+
+
+def preflight_lines(log: str, status: int = 204) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith(f"OPTIONS /api/echo {status}")]
+
+
+class TestReplays:
+    """A preflight whose exact head was answered before gets the same 204 again without
+    being parsed or decided again (FastServer.replays); anything else is decided."""
+
+    async def test_the_same_head_gets_the_same_answer_and_its_own_log_line(
+        self, proxy, conn
+    ) -> None:
+        fast = fast_server(proxy)
+        decided = count_decisions(fast)
+        reader, writer = conn
+        writer.write(PREFLIGHT)
+        first = await read_response(reader)
+        writer.write(PREFLIGHT + PREFLIGHT)  # pipelined
+        again = [await read_response(reader) for _ in range(2)]
+        other_r, other_w = await asyncio.open_connection("127.0.0.1", proxy.port)
+        other_w.write(PREFLIGHT)  # the replays are the server's, for every connection
+        again.append(await read_response(other_r))
+        other_w.close()
+        assert decided == ["OPTIONS"]
+        assert len(fast.replays) == 1
+        assert first[0] == 204
+        assert field(first, "Access-Control-Allow-Origin") == [ORIGIN]
+        for resp in again:
+            assert without_date(resp) == without_date(first)  # same fields, same order
+            assert field(resp, "Date")[0].endswith(" GMT")
+        lines = preflight_lines(await proxy.logs())
+        assert len(lines) == 4, lines  # one line per exchange, replayed or not
+        for line in lines:
+            assert "cors=preflight-ok[frontend]" in line
+            assert "| for PUT with x-custom" in line
+
+    async def test_other_heads_are_decided_and_denials_never_kept(self, proxy, conn) -> None:
+        fast = fast_server(proxy)
+        decided = count_decisions(fast)
+        reader, writer = conn
+        evil = PREFLIGHT.replace(ORIGIN.encode(), b"http://evil.example")
+        other_headers = PREFLIGHT.replace(b"x-custom", b"authorization")
+        for request in (evil, evil, other_headers, other_headers):
+            writer.write(request)
+        statuses = [(await read_response(reader))[0] for _ in range(4)]
+        assert statuses == [403, 403, 204, 204]
+        assert decided == ["OPTIONS"] * 3  # both denials, the first of the other heads
+        assert list(fast.replays) == [other_headers]
+
+    async def test_connection_close_and_long_heads_are_not_kept(
+        self, proxy, conn, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(fastlane, "MAX_REPLAY_HEAD", len(PREFLIGHT))
+        fast = fast_server(proxy)
+        reader, writer = conn
+        long_head = PREFLIGHT.replace(b"Host: x\r\n", b"Host: x\r\nX-Pad: 1\r\n")
+        writer.write(long_head + long_head)
+        assert [(await read_response(reader))[0] for _ in range(2)] == [204, 204]
+        closing = PREFLIGHT.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+        assert b" 204 " in await raw_request(proxy.port, closing)
+        assert fast.replays == {}
+        writer.write(PREFLIGHT)
+        assert (await read_response(reader))[0] == 204
+        assert list(fast.replays) == [PREFLIGHT]
+
+    async def test_the_replays_are_bounded(
+        self, proxy, conn, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(fastlane, "REPLAYS", 2)
+        fast = fast_server(proxy)
+        reader, writer = conn
+        for n in range(5):
+            writer.write(PREFLIGHT.replace(b"Host: x", f"Host: x{n}".encode()))
+            assert (await read_response(reader))[0] == 204
+            assert 1 <= len(fast.replays) <= 2
+
+    async def test_a_reload_decides_again(self, proxy, conn) -> None:
+        fast = fast_server(proxy)
+        reader, writer = conn
+        writer.write(PREFLIGHT)
+        assert (await read_response(reader))[0] == 204
+        path = proxy.server.config_path
+        assert path is not None
+        data = yaml.safe_load(await asyncio.to_thread(Path(path).read_text))
+        data["rules"][0]["origins"] = ["http://other.example"]
+        await asyncio.to_thread(Path(path).write_text, yaml.safe_dump(data))
+        assert proxy.server.reload("test")
+        writer.write(PREFLIGHT)
+        denied = await read_response(reader)
+        assert denied[0] == 403
+        assert not field(denied, "Access-Control-Allow-Origin")
+        assert fast.replays == {}  # the stale answer went; a denial is never kept
+        assert len(preflight_lines(await proxy.logs(), 403)) == 1
+
+    async def test_json_log_lines_carry_their_own_time(
+        self, make_proxy: MakeProxy, upstream: Upstream
+    ) -> None:
+        proxy = await make_proxy(upstream.url, log_format="json")
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(PREFLIGHT * 3)
+        assert [(await read_response(reader))[0] for _ in range(3)] == [204] * 3
+        writer.close()
+        records = [json.loads(line) for line in (await proxy.logs()).splitlines()]
+        records = [r for r in records if r.get("method") == "OPTIONS"]
+        assert len(records) == 3
+        assert {r["cors"] for r in records} == {"preflight-ok"}
+        assert {r["note"] for r in records} == {"for PUT with x-custom"}
+        assert all(isinstance(r["ms"], float) and 0 <= r["ms"] < 1000 for r in records)
 
 
 @pytest.mark.parametrize(
