@@ -19,10 +19,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import cast
+from typing import NamedTuple, cast
 
 import httptools
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.downstream import Replay, utf8_fields
 from proxy.forward import OWN_PREFIX
@@ -36,8 +36,8 @@ SWEEP_INTERVAL = 5.0  # how often idle connections are looked at
 SMALL_CHUNK = 16384  # below this a chunk is copied into one write with its framing
 _OWN_PREFIX = OWN_PREFIX.encode()  # aiohttp serves the proxy's own endpoints
 _FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
-REPLAYS = 1024  # preflight answers kept by their request head (then forgotten at once)
-MAX_REPLAY_HEAD = 4096  # bytes: a longer head is decided each time (bounds the memory)
+KNOWN_HEADS = 1024  # request heads kept with what they parse to (then forgotten at once)
+MAX_KNOWN_HEAD = 4096  # bytes: a longer head is parsed each time (bounds the memory)
 _fields_cache: dict[tuple[tuple[str, str], ...], _Fields] = {}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _date_cache: tuple[int, str, bytes] = (0, "", b"")
@@ -79,9 +79,10 @@ class FastServer:
         self.take_over = take_over  # makes aiohttp's handler for a handed-over connection
         self.log = log
         self.lanes: set[FastLane] = set()
-        # Preflights by their exact request head: the same bytes get the same 204 without
-        # being parsed or decided again (browsers and load tests repeat them verbatim).
-        self.replays: dict[bytes, tuple[bytes, Replay]] = {}
+        # Browsers and load tests send the same request heads again and again, byte for
+        # byte: one seen before is not parsed again, and an allowed preflight's 204 is
+        # not decided again either.
+        self.known: dict[bytes, Known] = {}
         self.stopping = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -220,49 +221,47 @@ class FastLane(asyncio.Protocol):
                 return
             end += 4
             head = bytes(buf[:end])
-            if head.startswith(b"OPTIONS ") and self._replayed(head):
+            known = self.server.known.get(head)
+            if known is None:
+                known = self._parse(head) if end <= MAX_HEAD else None
+                if known is None:
+                    self._handover()
+                    return
+                self._keep(head, known)
+            elif known.replay is not None and self._replayed(known):
                 del buf[:end]
                 continue
-            down = self._parse(head) if end <= MAX_HEAD else None
-            if down is None:
-                self._handover()
-                return
             del buf[:end]
+            down = FastDownstream(self, known.request)
             self.busy = True
             if not self._answered_now(down):
                 self.task = asyncio.ensure_future(self._serve(down))
                 return
             self.busy = False
             if down.replay is not None:
-                self._remember(head, down.replay, down.keep_alive)
+                known.remember(down.replay, down.keep_alive and not self.closing)
             if not self._goes_on(down):
                 return
 
-    def _replayed(self, head: bytes) -> bool:
-        """Answer a preflight whose head was answered before, with the same 204."""
+    def _keep(self, head: bytes, known: Known) -> None:
+        if len(head) <= MAX_KNOWN_HEAD:
+            heads = self.server.known
+            if len(heads) >= KNOWN_HEADS:
+                heads.clear()
+            heads[head] = known
+
+    def _replayed(self, known: Known) -> bool:
+        """Answer a preflight whose head got a 204 before with the same 204 again."""
         started = time.monotonic()
         server = self.server
-        known = server.replays.get(head)
-        if known is None or self.closing or self.lost or server.stopping:
+        replay = known.replay
+        if replay is None or self.closing or self.lost or server.stopping:
             return False
-        answer, replay = known
         if not server.answer_again(replay, started):
-            del server.replays[head]  # decided again, and remembered anew
+            known.replay = None  # stale: decided again, and remembered anew
             return False
-        self.write(answer + _date_end())
+        self.write(known.answer + _date_end())
         return True
-
-    def _remember(self, head: bytes, replay: Replay, keep_alive: bool) -> None:
-        # Only an answer that leaves the connection open: it is the same bytes each time.
-        if not keep_alive or self.closing or len(head) > MAX_REPLAY_HEAD:
-            return
-        fields = _fields_for(replay.headers)
-        if fields.has_date or fields.has_length:
-            return  # never among the proxy's own preflight headers
-        replays = self.server.replays
-        if len(replays) >= REPLAYS:
-            replays.clear()
-        replays[head] = (_encode(f"HTTP/1.1 204 No Content\r\n{fields.block}"), replay)
 
     def _answered_now(self, down: FastDownstream) -> bool:
         try:
@@ -278,7 +277,7 @@ class FastLane(asyncio.Protocol):
                 text = "cors-proxy: internal error (the proxy's log has the details)\n"
                 down.respond(500, [], text, close=True)
 
-    def _parse(self, head: bytes) -> FastDownstream | None:
+    def _parse(self, head: bytes) -> Known | None:
         """The request in ``head``, or None when aiohttp should have the connection."""
         self._url, self._fields, self._complete = b"", [], False
         try:
@@ -294,7 +293,8 @@ class FastLane(asyncio.Protocol):
             or url.startswith(_OWN_PREFIX)
         ):
             return None
-        headers = CIMultiDict(self._fields)
+        # read-only: the same parsed head serves every request that repeats it
+        headers = CIMultiDictProxy(CIMultiDict(self._fields))
         hosts = headers.getall("Host", ())
         # A body, 100-continue and protocol switches keep aiohttp's semantics.
         if (
@@ -307,7 +307,7 @@ class FastLane(asyncio.Protocol):
         method = self.parser.get_method().decode("ascii")
         target = url.decode("utf-8", "surrogateescape")
         fields = self._fields if head.isascii() else utf8_fields(self._fields)
-        return FastDownstream(self, method, target, headers, fields, hosts[0], self._keep_alive)
+        return Known(Request(method, target, headers, fields, hosts[0], self._keep_alive))
 
     async def _serve(self, down: FastDownstream) -> None:
         try:
@@ -376,6 +376,37 @@ class FastLane(asyncio.Protocol):
             await waiter
 
 
+class Request(NamedTuple):
+    """What a request head parses to (shared by every request that repeats it)."""
+
+    method: str
+    raw_path: str
+    headers: CIMultiDictProxy[str]
+    fields: HeaderList | None  # in order; None: a value is not UTF-8
+    host: str
+    keep_alive: bool
+
+
+class Known:
+    """A request head seen before: what it parses to and, for a preflight that got a
+    204 without ending its connection, that answer (given again while it holds)."""
+
+    __slots__ = ("answer", "replay", "request")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.replay: Replay | None = None
+        self.answer = b""  # the replay's status line and fields (the Date comes each time)
+
+    def remember(self, replay: Replay, keeps_open: bool) -> None:
+        fields = _fields_for(replay.headers)
+        # Only an answer that leaves the connection open is the same bytes each time;
+        # a Date or a length is never among the proxy's own preflight headers.
+        if keeps_open and not fields.has_date and not fields.has_length:
+            self.answer = _encode(f"HTTP/1.1 204 No Content\r\n{fields.block}")
+            self.replay = replay
+
+
 class FastDownstream:
     """``Downstream`` for one request of a ``FastLane`` (no body: see the module doc)."""
 
@@ -400,24 +431,10 @@ class FastDownstream:
     http11 = True
     content_length: int | None = None
 
-    def __init__(
-        self,
-        lane: FastLane,
-        method: str,
-        raw_path: str,
-        headers: CIMultiDict[str],
-        fields: HeaderList | None,
-        host: str,
-        keep_alive: bool,
-    ) -> None:
+    def __init__(self, lane: FastLane, request: Request) -> None:
         self.lane = lane
-        self.method = method
-        self.raw_path = raw_path
-        self.headers = headers
-        self.fields = fields  # in order; None: a value is not UTF-8
-        self.host = host
+        self.method, self.raw_path, self.headers, self.fields, self.host, self.keep_alive = request
         self.remote = lane.remote
-        self.keep_alive = keep_alive
         self.started = False  # an answer was begun (its head sent or pending)
         self.ended = False  # the answer is complete
         self._head: bytes | None = None  # sent with the first body chunk

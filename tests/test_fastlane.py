@@ -288,13 +288,42 @@ def without_date(resp: Response) -> Response:
     return resp[0], [(n, v) for n, v in resp[1] if n != "Date"], resp[2]
 
 
+def replayable(fast: fastlane.FastServer) -> list[bytes]:
+    """The request heads whose 204 is given again without a decision."""
+    return [head for head, known in fast.known.items() if known.replay is not None]
+
+
 def preflight_lines(log: str, status: int = 204) -> list[str]:
     return [line for line in log.splitlines() if line.startswith(f"OPTIONS /api/echo {status}")]
 
 
-class TestReplays:
-    """A preflight whose exact head was answered before gets the same 204 again without
-    being parsed or decided again (FastServer.replays); anything else is decided."""
+class TestKnownHeads:
+    """A request head seen before is not parsed again, and a preflight whose exact head
+    got a 204 gets the same 204 again without a decision (FastServer.known)."""
+
+    async def test_a_repeated_head_is_parsed_once(
+        self, proxy, conn, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        parsed: list[bytes] = []
+        parse = fastlane.FastLane._parse
+
+        def spy(lane: fastlane.FastLane, head: bytes) -> fastlane.Known | None:
+            parsed.append(head)
+            return parse(lane, head)
+
+        monkeypatch.setattr(fastlane.FastLane, "_parse", spy)
+        reader, writer = conn
+        other = GET.replace(b"Host: x", b"Host: y")
+        writer.write(GET + GET + other + GET)
+        answers = [await read_response(reader) for _ in range(4)]
+        assert parsed == [GET, other]
+        for status, headers, body in answers:
+            assert status == 200
+            assert json.loads(body) == {"hello": "world"}
+            assert (("Access-Control-Allow-Origin", ORIGIN)) in headers
+        request = fast_server(proxy).known[GET].request
+        with pytest.raises(TypeError):  # shared by every repeat: read-only
+            request.headers["Origin"] = "http://evil.example"  # type: ignore[index]
 
     async def test_the_same_head_gets_the_same_answer_and_its_own_log_line(
         self, proxy, conn
@@ -311,7 +340,7 @@ class TestReplays:
         again.append(await read_response(other_r))
         other_w.close()
         assert decided == ["OPTIONS"]
-        assert len(fast.replays) == 1
+        assert replayable(fast) == [PREFLIGHT]
         assert first[0] == 204
         assert field(first, "Access-Control-Allow-Origin") == [ORIGIN]
         for resp in again:
@@ -334,34 +363,37 @@ class TestReplays:
         statuses = [(await read_response(reader))[0] for _ in range(4)]
         assert statuses == [403, 403, 204, 204]
         assert decided == ["OPTIONS"] * 3  # both denials, the first of the other heads
-        assert list(fast.replays) == [other_headers]
+        assert replayable(fast) == [other_headers]
+        assert list(fast.known) == [evil, other_headers]  # parsed once each
 
     async def test_connection_close_and_long_heads_are_not_kept(
         self, proxy, conn, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(fastlane, "MAX_REPLAY_HEAD", len(PREFLIGHT))
+        closing = PREFLIGHT.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+        monkeypatch.setattr(fastlane, "MAX_KNOWN_HEAD", len(closing))
         fast = fast_server(proxy)
         reader, writer = conn
-        long_head = PREFLIGHT.replace(b"Host: x\r\n", b"Host: x\r\nX-Pad: 1\r\n")
+        long_head = closing.replace(b"Connection: close", b"X-Pad: " + b"1" * 20)
         writer.write(long_head + long_head)
         assert [(await read_response(reader))[0] for _ in range(2)] == [204, 204]
-        closing = PREFLIGHT.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+        assert fast.known == {}  # longer than MAX_KNOWN_HEAD: parsed and decided each time
         assert b" 204 " in await raw_request(proxy.port, closing)
-        assert fast.replays == {}
+        assert list(fast.known) == [closing]  # parsed, but its answer closes: not replayed
+        assert replayable(fast) == []
         writer.write(PREFLIGHT)
         assert (await read_response(reader))[0] == 204
-        assert list(fast.replays) == [PREFLIGHT]
+        assert replayable(fast) == [PREFLIGHT]
 
-    async def test_the_replays_are_bounded(
+    async def test_the_known_heads_are_bounded(
         self, proxy, conn, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(fastlane, "REPLAYS", 2)
+        monkeypatch.setattr(fastlane, "KNOWN_HEADS", 2)
         fast = fast_server(proxy)
         reader, writer = conn
         for n in range(5):
             writer.write(PREFLIGHT.replace(b"Host: x", f"Host: x{n}".encode()))
             assert (await read_response(reader))[0] == 204
-            assert 1 <= len(fast.replays) <= 2
+            assert 1 <= len(fast.known) <= 2
 
     async def test_a_reload_decides_again(self, proxy, conn) -> None:
         fast = fast_server(proxy)
@@ -378,7 +410,7 @@ class TestReplays:
         denied = await read_response(reader)
         assert denied[0] == 403
         assert not field(denied, "Access-Control-Allow-Origin")
-        assert fast.replays == {}  # the stale answer went; a denial is never kept
+        assert replayable(fast) == []  # the stale answer went; a denial is never kept
         assert len(preflight_lines(await proxy.logs(), 403)) == 1
 
     async def test_json_log_lines_carry_their_own_time(
