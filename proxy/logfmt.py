@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, fields
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -60,8 +61,22 @@ class Record:
         return self.template(as_json=True).render(self.ms)
 
     def template(self, color: bool = False, *, as_json: bool = False) -> LineTemplate:
-        """The line with its ``ms`` left open: a cached preflight answer logs the same
-        line again with its own time (forward.Replay)."""
+        """The line with its ``ms`` left open: a preflight answered again from the fast
+        lane's known heads logs the same line with its own time (downstream.Replay).
+
+        Most exchanges repeat an earlier one's fields (the same page asks the same
+        paths): those lines are escaped and joined once."""
+        if len(self.path) > MAX_KEPT_PATH:
+            return self._template(color, as_json)
+        key = (_line_fields(self), color, as_json)
+        line = _templates.get(key)
+        if line is None:
+            if len(_templates) >= KEPT_TEMPLATES:
+                _templates.clear()
+            line = _templates[key] = self._template(color, as_json)
+        return line
+
+    def _template(self, color: bool, as_json: bool) -> LineTemplate:
         if as_json:
             data = {k: v for k, v in asdict(self).items() if v not in ("", None, ())}
             keys = list(data)
@@ -102,6 +117,13 @@ class Record:
         for command in self.repro:
             after += f"\n    reproduce: {safe(command, 2000)}"
         return LineTemplate(before, after, False)
+
+
+KEPT_TEMPLATES = 1024  # lines kept by their fields (then forgotten at once)
+MAX_KEPT_PATH = 2048  # characters: a longer path's line is built each time (bounds memory)
+_templates: dict[tuple[Any, ...], LineTemplate] = {}
+# every field but ms, in one C call: the key of a kept line
+_line_fields = attrgetter(*(f.name for f in fields(Record) if f.name != "ms"))
 
 
 class LineTemplate(NamedTuple):

@@ -8,6 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy import logfmt
 from proxy.logfmt import Record
 
 
@@ -71,3 +72,24 @@ def test_json_template_is_json_whatever_the_fields_hold(path: str, note: str, ms
     assert data["path"] == path + ', "ms": 1}'
     assert data["ms"] == round(ms, 2)
     assert data.get("note", "") == note
+
+
+def test_kept_lines_differ_in_every_field_and_stay_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(logfmt, "KEPT_TEMPLATES", 3)
+    base = preflight(note="for PUT")
+    assert base.text() == base.text()
+    for name, value in [
+        ("status", 403), ("hints", ("cookie x",)), ("fix", "add y"), ("rule", None),
+        ("origin", None), ("verdict", "blocked"), ("console", "blocked by CORS"),
+        ("repro", ("curl z",)),
+    ]:  # fmt: skip
+        other = preflight(note="for PUT", **{name: value})
+        if name != "verdict":  # the text line shows the console message, not the verdict
+            assert other.text() != base.text(), name
+        assert other.json() != base.json(), name
+        assert len(logfmt._templates) <= 3
+    monkeypatch.setattr(logfmt, "MAX_KEPT_PATH", 10)
+    logfmt._templates.clear()
+    long = preflight(path="/api/" + "x" * 20)
+    assert long.text().startswith("OPTIONS /api/xxxxxxxxxxxxxxxxxxxx 204 ")
+    assert logfmt._templates == {}
