@@ -57,6 +57,11 @@ _RESPONSE_KINDS: Final = {
 }
 
 
+KEPT_REQUEST_PLANS = 1024  # upstream request headers kept by their inputs (then forgotten)
+MAX_KEPT_PLAN = 4096  # characters of the fields: larger ones are planned each time (memory)
+_request_plans: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
+
+
 def upstream_request_headers(
     headers: Sequence[tuple[str, str]],
     *,
@@ -64,13 +69,34 @@ def upstream_request_headers(
     scheme: str,
     upstream_authority: str | None,
 ) -> HeaderList:
-    """Headers to send upstream.
+    """Headers to send upstream (a new list: the caller's to change).
 
     Drops hop-by-hop fields and those named in ``Connection``, and ``Expect`` (the proxy
     answers 100-continue itself). Appends to ``X-Forwarded-For``/``-Proto``/``-Host`` the
     way a chain of proxies does, so Werkzeug's ProxyFix(x_for=1, x_proto=1, x_host=1)
     reads this hop's values. ``upstream_authority`` set means ``host_header: upstream``.
+
+    A page sends the same headers again and again (the fast lane even hands over the
+    same strings, their hashes computed once): the plan is made once per distinct input.
     """
+    key = (tuple(headers), client_ip, scheme, upstream_authority)
+    plan = _request_plans.get(key)
+    if plan is None:
+        made = _request_plan(headers, client_ip, scheme, upstream_authority)
+        if sum(len(name) + len(value) for name, value in headers) > MAX_KEPT_PLAN:
+            return made
+        if len(_request_plans) >= KEPT_REQUEST_PLANS:
+            _request_plans.clear()
+        plan = _request_plans[key] = tuple(made)
+    return list(plan)
+
+
+def _request_plan(
+    headers: Sequence[tuple[str, str]],
+    client_ip: str,
+    scheme: str,
+    upstream_authority: str | None,
+) -> HeaderList:
     lows = [name.lower() for name, _ in headers]
     named = _connection_tokens(headers, lows)
     kinds = _REQUEST_KINDS

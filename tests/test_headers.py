@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy import headers
 from proxy.headers import (
     downstream_response_headers,
     merge_vary,
@@ -98,6 +99,35 @@ class TestRequest:
             ("X-Forwarded-For", "127.0.0.1"),
             ("X-Forwarded-Proto", "http"),
         ]
+
+    def test_plans_are_kept_per_input_and_each_caller_gets_its_own_list(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(headers, "KEPT_REQUEST_PLANS", 2)
+        monkeypatch.setattr(headers, "_request_plans", {})
+        fields = [("Host", "h:1"), ("Origin", "http://localhost:3000")]
+
+        def plan(ip: str, authority: str | None = None) -> list[tuple[str, str]]:
+            return upstream_request_headers(
+                fields, client_ip=ip, scheme="http", upstream_authority=authority
+            )
+
+        first = plan("10.0.0.1")
+        first.append(("X-Changed", "by the caller"))  # never seen by the next caller
+        assert plan("10.0.0.1") == [
+            ("Host", "h:1"),
+            ("Origin", "http://localhost:3000"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "h:1"),
+        ]
+        assert ("X-Forwarded-For", "10.0.0.2") in plan("10.0.0.2")  # the client is input
+        assert ("Host", "up:5000") in plan("10.0.0.1", "up:5000")
+        assert len(headers._request_plans) <= 2
+        monkeypatch.setattr(headers, "MAX_KEPT_PLAN", 10)
+        headers._request_plans.clear()
+        assert ("X-Forwarded-For", "10.0.0.3") in plan("10.0.0.3")
+        assert headers._request_plans == {}  # larger than the bound: planned each time
 
 
 class TestResponse:
