@@ -42,11 +42,13 @@ SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
 WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
 WATCH_INTERVAL = 1.0  # config file polling; inotify does not see bind-mount edits
 WATCH_SETTLE = 0.1  # a changed file is read once it stops changing (editors write in steps)
+FLUSH_DELAY = 0.005  # seconds a log line may wait for others to share its write
 MAX_FIELD_SIZE = 32768  # bytes per request line and per header field (aiohttp's parser)
 
 
 class LogSink:
-    """Buffers log lines and writes them once per event-loop tick (cheap per line)."""
+    """Buffers log lines and writes them at most every ``FLUSH_DELAY`` seconds: under
+    load one write carries the lines of many exchanges (cheap per line)."""
 
     def __init__(self, stream: TextIO, fmt: str) -> None:
         self.stream = stream
@@ -73,7 +75,7 @@ class LogSink:
         if not self._scheduled:
             self._scheduled = True
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
             except RuntimeError:
                 self.flush()
 

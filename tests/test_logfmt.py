@@ -1,14 +1,18 @@
 """The log line (proxy/logfmt.py, pure): one line per exchange, and its template with the
-``ms`` left open, which a preflight answered again from the fast lane's replays fills in."""
+``ms`` left open, which a preflight answered again from the fast lane's known heads fills
+in; and the sink (app.LogSink) that writes the lines of many exchanges at once."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy import logfmt
+from proxy.app import FLUSH_DELAY, LogSink
 from proxy.logfmt import Record
 
 
@@ -93,3 +97,36 @@ def test_kept_lines_differ_in_every_field_and_stay_bounded(monkeypatch) -> None:
     long = preflight(path="/api/" + "x" * 20)
     assert long.text().startswith("OPTIONS /api/xxxxxxxxxxxxxxxxxxxx 204 ")
     assert logfmt._templates == {}
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_the_sink_writes_the_lines_of_many_exchanges_at_once() -> None:
+    stream = CountingStream()
+    sink = LogSink(stream, "text")
+    for n in range(3):
+        sink.record(preflight(path=f"/api/{n}"))
+    sink.message("config generation 2 active")
+    assert stream.writes == 0  # they wait a moment for others to share the write
+    await asyncio.sleep(FLUSH_DELAY * 4)
+    assert stream.writes == 1
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ")[1] for line in lines[:3]] == ["/api/0", "/api/1", "/api/2"]
+    assert lines[3] == "config generation 2 active"
+    sink.message("stopping")
+    sink.flush()  # at shutdown, at once
+    assert stream.getvalue().endswith("stopping\n")
+
+
+def test_the_sink_writes_at_once_without_a_loop() -> None:
+    stream = CountingStream()
+    LogSink(stream, "json").record(preflight())
+    assert json.loads(stream.getvalue())["status"] == 204
