@@ -77,7 +77,7 @@ class Downstream(Protocol):
         close: bool = False,
     ) -> None: ...
 
-    async def start(self, status: int, reason: str, headers: HeaderList) -> None: ...
+    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None: ...
     async def write(self, chunk: bytes) -> None: ...
     async def finish(self) -> None: ...
 
@@ -140,7 +140,7 @@ class AiohttpDownstream:
             resp.force_close()
         self.response = resp
 
-    async def start(self, status: int, reason: str, headers: HeaderList) -> None:
+    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None:
         resp = web.StreamResponse(status=status, reason=reason or None)
         for name, value in headers:
             resp.headers.add(name, value)

@@ -474,7 +474,7 @@ class FastDownstream:
         self.lane.write(head if self.method == "HEAD" else head + body)
         self.ended = True
 
-    async def start(self, status: int, reason: str, headers: HeaderList) -> None:
+    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None:
         self.started = True
         self._bodyless = self.method == "HEAD" or _bodyless_status(status)
         self._head = self._head_bytes(status, reason, headers, None)

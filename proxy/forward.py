@@ -18,15 +18,13 @@ from yarl import URL
 
 from proxy.advice import advise, cookie_problems, credentials_mode
 from proxy.config import Config
-from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy, expose_all_value
+from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy
 from proxy.diagnostics import MAX_CAPTURE, diagnose_body
 from proxy.downstream import Downstream, Replay
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
 from proxy.headers import (
     HeaderList,
-    downstream_response_headers,
-    merge_vary,
-    rewrite_location,
+    response_head,
     upstream_aliases,
     upstream_request_headers,
 )
@@ -249,27 +247,19 @@ class Forwarder:
     ) -> None:
         cfg = gen.config
         override = cfg.upstream_cors == "override"
-        plan = downstream_response_headers(up.headers, strip_cors=override)
-        out: HeaderList = plan.headers
         client_origin = f"{request.scheme}://{request.host}"
-        if plan.locations:
-            lows = plan.names
-            for i, (name, value) in enumerate(out):
-                if lows[i] in ("location", "content-location"):
-                    out[i] = (name, rewrite_location(value, gen.upstream_origins, client_origin))
-        if decision.allowed and (override or not plan.upstream_cors):
-            if decision.expose_all:
-                exposed = expose_all_value([n for n, _ in out])
-            out.extend(decision.headers)
-            if decision.expose_all and exposed:
-                out.append(("Access-Control-Expose-Headers", exposed))
-            if override and plan.upstream_cors:
-                self._report_conflict(plan.upstream_cors, decision, rec)
-        vary = merge_vary(plan.vary, "Origin" if decision.vary else None)
-        if vary:
-            out.append(("Vary", vary))
+        head = response_head(
+            up.headers,
+            decision,
+            override=override,
+            upstream_origins=gen.upstream_origins,
+            client_origin=client_origin,
+        )
+        out = head.fields
+        if decision.allowed and override and head.upstream_cors:
+            self._report_conflict(head.upstream_cors, decision, rec)
         if rec.origin is not None and rec.origin != client_origin:
-            self._browser_view(request, gen, decision, rec, up.status, out, plan.cookies, override)
+            self._browser_view(request, gen, decision, rec, up.status, out, head.cookies, override)
         rec.status = up.status
         if retried:
             rec.note = "served after waiting for the upstream to come back"
@@ -291,7 +281,7 @@ class Forwarder:
         finally:
             if capture is not None:
                 upstream_acao = [
-                    v for n, v in plan.upstream_cors if n.lower() == "access-control-allow-origin"
+                    v for n, v in head.upstream_cors if n.lower() == "access-control-allow-origin"
                 ]
                 self._diagnose(up, bytes(capture), decision, upstream_acao, rec, gen)
 
@@ -302,15 +292,15 @@ class Forwarder:
         decision: ActualDecision,
         rec: Record,
         status: int,
-        out: HeaderList,
-        cookies: list[str],
+        out: Sequence[tuple[str, str]],
+        cookies: Sequence[str],
         override: bool,
     ) -> None:
         """How Chromium will treat this cross-origin response, and the cookies in it."""
-        credentials = credentials_mode(request.headers)
         # With override, our headers are right by construction (and tested in Chromium):
         # only refused origins and the upstream's own headers need the oracle.
         if not decision.allowed or not override:
+            credentials = credentials_mode(request.headers)
             self._advise(
                 request, gen, rec, request.method, (), credentials, False, status, out, decision.fix
             )
@@ -389,7 +379,7 @@ class Forwarder:
             )
 
     def _report_conflict(
-        self, upstream_cors: HeaderList, decision: ActualDecision, rec: Record
+        self, upstream_cors: Sequence[tuple[str, str]], decision: ActualDecision, rec: Record
     ) -> None:
         ours = dict(decision.headers)
         changes = []

@@ -6,10 +6,12 @@ survive in order and unchanged. Hop-by-hop rules: RFC 9110 §7.6.1.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit
+
+from proxy.cors import ActualDecision, expose_all_value
 
 HeaderList = list[tuple[str, str]]
 
@@ -57,9 +59,32 @@ _RESPONSE_KINDS: Final = {
 }
 
 
-KEPT_REQUEST_PLANS = 1024  # upstream request headers kept by their inputs (then forgotten)
-MAX_KEPT_PLAN = 4096  # characters of the fields: larger ones are planned each time (memory)
+# A page sends the same headers again and again and the upstream answers alike (but for
+# its Date, once a second): a plan is made once per distinct input. The fast lane even
+# hands over the same strings, their hashes computed once.
+KEPT_PLANS = 1024  # plans kept per direction by their inputs (then forgotten at once)
+MAX_KEPT_FIELDS = 4096  # characters of the fields: larger ones are planned each time (memory)
 _request_plans: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
+_response_heads: dict[tuple[object, ...], ResponseHead] = {}
+_T = TypeVar("_T")
+
+
+def _kept(
+    plans: dict[tuple[object, ...], _T],
+    key: tuple[object, ...],
+    fields: Sequence[tuple[str, str]],
+    make: Callable[..., _T],
+    *args: object,
+) -> _T:
+    """``make(*args)``, kept in ``plans`` by ``key`` when ``fields`` are small enough."""
+    plan = plans.get(key)
+    if plan is None:
+        plan = make(*args)
+        if sum(len(name) + len(value) for name, value in fields) <= MAX_KEPT_FIELDS:
+            if len(plans) >= KEPT_PLANS:
+                plans.clear()
+            plans[key] = plan
+    return plan
 
 
 def upstream_request_headers(
@@ -75,19 +100,10 @@ def upstream_request_headers(
     answers 100-continue itself). Appends to ``X-Forwarded-For``/``-Proto``/``-Host`` the
     way a chain of proxies does, so Werkzeug's ProxyFix(x_for=1, x_proto=1, x_host=1)
     reads this hop's values. ``upstream_authority`` set means ``host_header: upstream``.
-
-    A page sends the same headers again and again (the fast lane even hands over the
-    same strings, their hashes computed once): the plan is made once per distinct input.
     """
     key = (tuple(headers), client_ip, scheme, upstream_authority)
-    plan = _request_plans.get(key)
-    if plan is None:
-        made = _request_plan(headers, client_ip, scheme, upstream_authority)
-        if sum(len(name) + len(value) for name, value in headers) > MAX_KEPT_PLAN:
-            return made
-        if len(_request_plans) >= KEPT_REQUEST_PLANS:
-            _request_plans.clear()
-        plan = _request_plans[key] = tuple(made)
+    args = (headers, client_ip, scheme, upstream_authority)
+    plan: tuple[tuple[str, str], ...] = _kept(_request_plans, key, headers, _request_plan, *args)
     return list(plan)
 
 
@@ -96,7 +112,7 @@ def _request_plan(
     client_ip: str,
     scheme: str,
     upstream_authority: str | None,
-) -> HeaderList:
+) -> tuple[tuple[str, str], ...]:
     lows = [name.lower() for name, _ in headers]
     named = _connection_tokens(headers, lows)
     kinds = _REQUEST_KINDS
@@ -127,7 +143,7 @@ def _request_plan(
             continue
         prior = forwarded.get(low)
         out.append((label, f"{prior}, {value}" if prior else value))
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +190,54 @@ def downstream_response_headers(
         out.append(field)
         names.append(low)
     return ResponsePlan(out, names, cors, vary, cookies, locations)
+
+
+class ResponseHead(NamedTuple):
+    """The fields that go to the client for one upstream head and CORS decision."""
+
+    fields: tuple[tuple[str, str], ...]  # the upstream's, filtered, then CORS, then Vary
+    cookies: tuple[str, ...]  # the upstream's Set-Cookie values, in order
+    upstream_cors: tuple[tuple[str, str], ...]  # its own Access-Control-* fields
+
+
+def response_head(
+    headers: Sequence[tuple[str, str]],
+    decision: ActualDecision,
+    *,
+    override: bool,
+    upstream_origins: frozenset[str],
+    client_origin: str,
+) -> ResponseHead:
+    """The response head's fields: hop-by-hop dropped, an absolute ``Location`` at the
+    upstream pointed back at ``client_origin``, the decision's CORS headers added unless
+    the upstream sent its own and ``override`` is off, and one merged ``Vary``."""
+    key = (tuple(headers), decision, override, upstream_origins, client_origin)
+    args = (headers, decision, override, upstream_origins, client_origin)
+    return _kept(_response_heads, key, headers, _response_head, *args)
+
+
+def _response_head(
+    headers: Sequence[tuple[str, str]],
+    decision: ActualDecision,
+    override: bool,
+    upstream_origins: frozenset[str],
+    client_origin: str,
+) -> ResponseHead:
+    plan = downstream_response_headers(headers, strip_cors=override)
+    out = plan.headers
+    if plan.locations:
+        for i, (name, value) in enumerate(out):
+            if plan.names[i] in ("location", "content-location"):
+                out[i] = (name, rewrite_location(value, upstream_origins, client_origin))
+    if decision.allowed and (override or not plan.upstream_cors):
+        exposed = expose_all_value([n for n, _ in out]) if decision.expose_all else None
+        out.extend(decision.headers)
+        if exposed:
+            out.append(("Access-Control-Expose-Headers", exposed))
+    vary = merge_vary(plan.vary, "Origin" if decision.vary else None)
+    if vary:
+        out.append(("Vary", vary))
+    return ResponseHead(tuple(out), tuple(plan.cookies), tuple(plan.upstream_cors))
 
 
 def merge_vary(tokens: Sequence[str], add: str | None) -> str | None:

@@ -36,7 +36,7 @@ def _plain(text: str, color: str) -> str:
     return text
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     method: str
     path: str

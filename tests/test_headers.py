@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from proxy import headers
+from proxy.cors import ActualDecision
 from proxy.headers import (
+    ResponseHead,
     downstream_response_headers,
     merge_vary,
+    response_head,
     rewrite_location,
     upstream_aliases,
     upstream_request_headers,
@@ -103,7 +106,7 @@ class TestRequest:
     def test_plans_are_kept_per_input_and_each_caller_gets_its_own_list(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(headers, "KEPT_REQUEST_PLANS", 2)
+        monkeypatch.setattr(headers, "KEPT_PLANS", 2)
         monkeypatch.setattr(headers, "_request_plans", {})
         fields = [("Host", "h:1"), ("Origin", "http://localhost:3000")]
 
@@ -124,7 +127,7 @@ class TestRequest:
         assert ("X-Forwarded-For", "10.0.0.2") in plan("10.0.0.2")  # the client is input
         assert ("Host", "up:5000") in plan("10.0.0.1", "up:5000")
         assert len(headers._request_plans) <= 2
-        monkeypatch.setattr(headers, "MAX_KEPT_PLAN", 10)
+        monkeypatch.setattr(headers, "MAX_KEPT_FIELDS", 10)
         headers._request_plans.clear()
         assert ("X-Forwarded-For", "10.0.0.3") in plan("10.0.0.3")
         assert headers._request_plans == {}  # larger than the bound: planned each time
@@ -187,6 +190,85 @@ class TestResponse:
     )
     def test_merge_vary(self, tokens: list[str], add: str | None, out: str | None) -> None:
         assert merge_vary(tokens, add) == out
+
+
+ALLOWED = ActualDecision(
+    True,
+    (("Access-Control-Allow-Origin", "http://localhost:3000"),),
+    "frontend",
+    "",
+    vary=True,
+    expose_all=True,
+)
+UPSTREAM = frozenset({"http://127.0.0.1:5000"})
+
+
+def head(
+    fields: list[tuple[str, str]],
+    decision: ActualDecision = ALLOWED,
+    *,
+    override: bool = True,
+    client: str = "http://127.0.0.1:8080",
+) -> ResponseHead:
+    return response_head(
+        fields, decision, override=override, upstream_origins=UPSTREAM, client_origin=client
+    )
+
+
+class TestResponseHead:
+    """The whole head for the client, kept per upstream head and decision (pure)."""
+
+    def test_fields_cors_vary_cookies_and_location(self) -> None:
+        got = head(
+            [
+                ("Content-Type", "text/html"),
+                ("Location", "http://127.0.0.1:5000/next"),
+                ("Set-Cookie", "a=1"),
+                ("Vary", "Accept-Encoding"),
+                ("Access-Control-Allow-Origin", "*"),
+                ("Connection", "keep-alive"),
+            ]
+        )
+        assert got.fields == (
+            ("Content-Type", "text/html"),
+            ("Location", "http://127.0.0.1:8080/next"),
+            ("Set-Cookie", "a=1"),
+            ("Access-Control-Allow-Origin", "http://localhost:3000"),
+            ("Access-Control-Expose-Headers", "Location"),
+            ("Vary", "Accept-Encoding, Origin"),
+        )
+        assert got.cookies == ("a=1",)
+        assert got.upstream_cors == (("Access-Control-Allow-Origin", "*"),)
+
+    def test_every_input_is_part_of_the_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(headers, "_response_heads", {})
+        fields = [("Location", "http://127.0.0.1:5000/a"), ("Access-Control-Max-Age", "5")]
+        base = head(fields)
+        assert head(list(fields)) is base  # kept
+        denied = ActualDecision(False, (), "frontend", "origin x", vary=True)
+        assert ("Access-Control-Allow-Origin", "http://localhost:3000") not in head(
+            fields, denied
+        ).fields
+        kept_upstream = head(fields, override=False).fields  # the upstream's CORS stays...
+        assert ("Access-Control-Max-Age", "5") in kept_upstream
+        assert ("Access-Control-Allow-Origin", "http://localhost:3000") not in kept_upstream
+        assert ("Location", "http://localhost:9/a") in head(
+            fields, client="http://localhost:9"
+        ).fields
+        dated = head([*fields, ("Date", "Fri, 04 Dec 2026 22:00:01 GMT")])
+        assert ("Date", "Fri, 04 Dec 2026 22:00:01 GMT") in dated.fields
+        assert len(headers._response_heads) == 5
+
+    def test_kept_heads_are_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(headers, "_response_heads", {})
+        monkeypatch.setattr(headers, "KEPT_PLANS", 2)
+        for n in range(5):
+            assert head([("X-N", str(n))]).fields[0] == ("X-N", str(n))
+            assert 1 <= len(headers._response_heads) <= 2
+        monkeypatch.setattr(headers, "MAX_KEPT_FIELDS", 10)
+        headers._response_heads.clear()
+        assert head([("Set-Cookie", "session=" + "x" * 20)]).cookies == ("session=" + "x" * 20,)
+        assert headers._response_heads == {}
 
 
 class TestLocation:
