@@ -76,7 +76,8 @@ def _kept(
     make: Callable[..., _T],
     *args: object,
 ) -> _T:
-    """``make(*args)``, kept in ``plans`` by ``key`` when ``fields`` are small enough."""
+    """``make(*args)``, kept in ``plans`` by ``key`` when ``fields`` are small enough
+    (``args`` are the key's parts: the fields as a tuple, the rest as given)."""
     plan = plans.get(key)
     if plan is None:
         plan = make(*args)
@@ -102,8 +103,7 @@ def upstream_request_headers(
     reads this hop's values. ``upstream_authority`` set means ``host_header: upstream``.
     """
     key = (tuple(headers), client_ip, scheme, upstream_authority)
-    args = (headers, client_ip, scheme, upstream_authority)
-    plan: tuple[tuple[str, str], ...] = _kept(_request_plans, key, headers, _request_plan, *args)
+    plan: tuple[tuple[str, str], ...] = _kept(_request_plans, key, headers, _request_plan, *key)
     return list(plan)
 
 
@@ -212,8 +212,7 @@ def response_head(
     upstream pointed back at ``client_origin``, the decision's CORS headers added unless
     the upstream sent its own and ``override`` is off, and one merged ``Vary``."""
     key = (tuple(headers), decision, override, upstream_origins, client_origin)
-    args = (headers, decision, override, upstream_origins, client_origin)
-    return _kept(_response_heads, key, headers, _response_head, *args)
+    return _kept(_response_heads, key, headers, _response_head, *key)
 
 
 def _response_head(
