@@ -118,9 +118,12 @@ def product() -> tuple[asyncio.Protocol, Callable[[], None]]:
     gen = Generation.build(1, cfg)
     sink = LogSink(io.StringIO(), "text")  # the line is built and buffered; not printed
     forwarder = Forwarder(lambda: gen, fake_upstream(), sink)
-    forwarded = forwarder.proxy
     server = FastServer(
-        forwarder.answer_now, forwarder.answer_again, forwarded, asyncio.Protocol, sink.message
+        forwarder.answer_now,
+        forwarder.answer_again,
+        forwarder.proxy,
+        asyncio.Protocol,
+        sink.message,
     )
     lane = server.make()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 from urllib.parse import unquote
 
+from proxy.bounded import remember
 from proxy.origins import compile_glob, is_glob, is_serialized_origin
 
 Headers = tuple[tuple[str, str], ...]
@@ -413,6 +414,4 @@ def _show(value: str | None) -> str:
 
 
 def _remember(cache: dict[K, V], key: K, value: V) -> None:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()  # bounded: hostile clients can send endless distinct origins
-    cache[key] = value
+    remember(cache, key, value, _CACHE_LIMIT)  # hostile clients send endless origins

@@ -24,6 +24,7 @@ from typing import NamedTuple, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from proxy.bounded import remember
 from proxy.downstream import Replay, utf8_fields
 from proxy.forward import OWN_PREFIX
 from proxy.headers import HeaderList
@@ -227,8 +228,9 @@ class FastLane(asyncio.Protocol):
                 if known is None:
                     self._handover()
                     return
-                self._keep(head, known)
-            elif known.replay is not None and self._replayed(known):
+                if len(head) <= MAX_KNOWN_HEAD:
+                    remember(self.server.known, head, known, KNOWN_HEADS)
+            elif self._replayed(known):
                 del buf[:end]
                 continue
             del buf[:end]
@@ -242,13 +244,6 @@ class FastLane(asyncio.Protocol):
                 known.remember(down.replay, down.keep_alive and not self.closing)
             if not self._goes_on(down):
                 return
-
-    def _keep(self, head: bytes, known: Known) -> None:
-        if len(head) <= MAX_KNOWN_HEAD:
-            heads = self.server.known
-            if len(heads) >= KNOWN_HEADS:
-                heads.clear()
-            heads[head] = known
 
     def _replayed(self, known: Known) -> bool:
         """Answer a preflight whose head got a 204 before with the same 204 again."""
@@ -563,9 +558,7 @@ def _fields_for(headers: Sequence[tuple[str, str]]) -> _Fields:
         return _Fields(headers)
     fields = _fields_cache.get(headers)
     if fields is None:
-        if len(_fields_cache) >= _FIELDS_CACHE_SIZE:
-            _fields_cache.clear()
-        fields = _fields_cache[headers] = _Fields(headers)
+        fields = remember(_fields_cache, headers, _Fields(headers), _FIELDS_CACHE_SIZE)
     return fields
 
 

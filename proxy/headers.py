@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
+from proxy.bounded import remember
 from proxy.cors import ActualDecision, expose_all_value
 
 HeaderList = list[tuple[str, str]]
@@ -82,9 +83,7 @@ def _kept(
     if plan is None:
         plan = make(*args)
         if sum(len(name) + len(value) for name, value in fields) <= MAX_KEPT_FIELDS:
-            if len(plans) >= KEPT_PLANS:
-                plans.clear()
-            plans[key] = plan
+            remember(plans, key, plan, KEPT_PLANS)
     return plan
 
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, fields
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from proxy.bounded import remember
+
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -71,9 +73,7 @@ class Record:
         key = (_line_fields(self), color, as_json)
         line = _templates.get(key)
         if line is None:
-            if len(_templates) >= KEPT_TEMPLATES:
-                _templates.clear()
-            line = _templates[key] = self._template(color, as_json)
+            line = remember(_templates, key, self._template(color, as_json), KEPT_TEMPLATES)
         return line
 
     def _template(self, color: bool, as_json: bool) -> LineTemplate:

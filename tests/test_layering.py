@@ -9,6 +9,7 @@ import pytest
 
 PROXY = Path(__file__).resolve().parent.parent / "proxy"
 PURE = [
+    "bounded",
     "origins",
     "cors",
     "headers",
