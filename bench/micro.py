@@ -31,11 +31,13 @@ sys.path.insert(0, str(HERE / "contenders"))
 
 from httptools_floor import Floor, fixed_headers  # noqa: E402
 
-from proxy.app import LogSink  # noqa: E402
-from proxy.config import Overrides, load  # noqa: E402
-from proxy.fastlane import FastServer  # noqa: E402
-from proxy.forward import Forwarder, Generation  # noqa: E402
-from proxy.rawclient import RawUpstream, _Conn  # noqa: E402
+from proxy.config.loader import load  # noqa: E402
+from proxy.config.model import Overrides  # noqa: E402
+from proxy.forward import Forwarder  # noqa: E402
+from proxy.generation import Generation  # noqa: E402
+from proxy.http.fastlane import FastServer  # noqa: E402
+from proxy.http.rawclient import RawUpstream, _Conn  # noqa: E402
+from proxy.log.sink import LogSink  # noqa: E402
 
 ORIGIN = "http://localhost:3000"
 UPSTREAM = "http://127.0.0.1:9"  # never connected to: the transport is fake

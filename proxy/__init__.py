@@ -1,13 +1,7 @@
 """cors-proxy: a local reverse proxy that adds CORS headers and explains upstream 500s.
 
-Layers (enforced by ruff TID251 and tests/test_layering.py):
-
-- pure (standard library only, no aiohttp, no yaml, no sockets, no asyncio):
-  ``origins``, ``cors``, ``headers``, ``werkzeug_tb``, ``diagnostics``, ``verdict``,
-  ``errors``, ``logfmt``.
-- the one YAML reader: ``config``.
-- the thin I/O shell: ``upstream`` (HTTP client), ``forward``, ``websocket``, ``app``,
-  ``server``, ``cli``.
+The folders are the layers (README "Architecture"); each subpackage's docstring says
+what it may import, and tests/project/test_layering.py holds the one rule.
 """
 
 from importlib.metadata import PackageNotFoundError, version

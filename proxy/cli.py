@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.config import (
+from proxy.config.loader import load
+from proxy.config.model import (
     ENV_CONFIG,
     Config,
     Overrides,
     describe,
-    load,
     merge_overrides,
     overrides_from_env,
 )
@@ -85,7 +85,7 @@ def _check(cfg: Config, path: str | None) -> int:
 
 
 def _serve(cfg: Config, path: str | None, overrides: Overrides) -> int:
-    from proxy.app import ProxyServer, run
+    from proxy.server import ProxyServer, run
 
     try:
         import uvloop  # optional extra: a little faster

@@ -11,65 +11,30 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from yarl import URL
-
-from proxy.advice import advise, cookie_problems, credentials_mode
-from proxy.config import Config
-from proxy.cors import PROXY_ERROR_HEADER, ActualDecision, CorsPolicy
-from proxy.diagnostics import MAX_CAPTURE, diagnose_body
-from proxy.downstream import Downstream, Replay
+from proxy.diagnosis.error_body import MAX_CAPTURE, diagnose_body
+from proxy.diagnosis.explain import advise, cookie_problems, credentials_mode
+from proxy.diagnosis.repro import curl_commands
+from proxy.diagnosis.unreachable import impostor
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
-from proxy.headers import (
+from proxy.generation import Generation
+from proxy.http.downstream import Downstream, Replay
+from proxy.http.probe import explain
+from proxy.http.upstream import UpstreamClient, UpstreamResponse
+from proxy.log.record import LineTemplate, Record
+from proxy.policy.cors import PROXY_ERROR_HEADER, ActualDecision
+from proxy.policy.headers import (
     HeaderList,
     response_head,
-    upstream_aliases,
     upstream_request_headers,
 )
-from proxy.logfmt import LineTemplate, Record
-from proxy.probe import explain
-from proxy.reach import impostor
-from proxy.repro import curl_commands
-from proxy.upstream import UpstreamClient, UpstreamResponse
 
-OWN_PREFIX = "/__cors-proxy__/"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_CLOSED_RETRIES = 2  # a safe request whose connection closed unanswered goes again
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 9.2.1: no side effects
 RETRY_STEP = 0.1  # seconds between connect attempts while the upstream restarts
 RETRY_REASONS = frozenset({"connection refused", "connection failed"})  # connect-time only
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One loaded config and everything derived from it; swapped whole on reload."""
-
-    number: int
-    config: Config
-    policy: CorsPolicy
-    upstream_origins: frozenset[str]
-    upstream_authority: str
-    upstream_host: str
-    upstream_port: int
-
-    @classmethod
-    def build(cls, number: int, config: Config) -> Generation:
-        url = URL(config.upstream)
-        host = url.raw_host or ""
-        shown = f"[{host}]" if ":" in host else host
-        port = url.port or (443 if url.scheme == "https" else 80)
-        authority = shown if url.is_default_port() else f"{shown}:{port}"
-        return cls(
-            number=number,
-            config=config,
-            policy=CorsPolicy(config.rules),
-            upstream_origins=upstream_aliases(url.scheme, shown, port),
-            upstream_authority=authority,
-            upstream_host=host,
-            upstream_port=port,
-        )
 
 
 class Log(Protocol):

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from proxy.app import ProxyServer
-from proxy.config import Config, Overrides, load
-from proxy.upstream import AiohttpUpstream, UpstreamClient
-from tests.upstream_app import Upstream, start_upstream
+from proxy.config.loader import load
+from proxy.config.model import Overrides
+from proxy.server import ProxyServer
+from tests.support import ORIGIN
+from tests.support.cli import Proc
+from tests.support.proxy import MakeProxy, RunningProxy, client_factory, write_yaml
+from tests.support.upstream_app import Upstream, start_upstream
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-ORIGIN = "http://localhost:3000"
 
 
 @pytest.fixture(scope="session")
@@ -35,51 +34,12 @@ def debug_upstream() -> Iterator[Upstream]:
     up.stop()
 
 
-@dataclass
-class RunningProxy:
-    server: ProxyServer
-    log_stream: io.StringIO
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    async def logs(self) -> str:
-        """The log so far; the exchange's line is written after its last byte is sent."""
-        await asyncio.sleep(0.05)
-        self.server.log.flush()
-        return self.log_stream.getvalue()
-
-
-MakeProxy = Callable[..., Awaitable[RunningProxy]]
-
-
-def write_yaml(path: Any, data: dict[str, Any]) -> str:
-    import yaml
-
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
-
 @pytest.fixture
 def upstream_client() -> str:
     """Which upstream client ``make_proxy`` uses: the default one (``"default"``: the
     httptools client), or ``"aiohttp"`` (the fallback without httptools). A module
     overrides this fixture to run its tests with both."""
     return "default"
-
-
-def client_factory(kind: str) -> Callable[[Config], UpstreamClient] | None:
-    if kind == "aiohttp":
-        return lambda cfg: AiohttpUpstream(
-            cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
-        )
-    assert kind == "default", kind
-    return None
 
 
 @pytest.fixture
@@ -134,16 +94,11 @@ async def make_proxy(
         await p.server.stop()
 
 
-async def raw_request(port: int, data: bytes, *, limit: float = 5.0) -> bytes:
-    """Send bytes as they are (clients refuse CR/LF tricks and merge duplicates)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        chunks = []
-        async with asyncio.timeout(limit):
-            while chunk := await reader.read(65536):
-                chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        writer.close()
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for pr in started:
+        if pr.p.poll() is None:
+            pr.p.kill()
+        pr.p.communicate()

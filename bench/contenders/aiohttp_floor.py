@@ -1,7 +1,7 @@
 """The floor of cors-proxy's design, measured beside it: not a product, a yardstick.
 
 An aiohttp low-level ``web.Server`` with one handler and the project's own upstream client
-(``proxy.rawclient.RawUpstream``), doing only what nginx-cors's config does: a fixed 204
+(``proxy.http.rawclient.RawUpstream``), doing only what nginx-cors's config does: a fixed 204
 for preflights, and for everything else the upstream's response streamed back with
 hop-by-hop fields dropped and fixed CORS headers added. No policy, no log line, no
 diagnosis, no retries, no limits. Whatever cors-proxy costs above this is the product's
@@ -22,8 +22,8 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's proxy/
 
-from proxy.headers import HOP_BY_HOP
-from proxy.rawclient import RawUpstream
+from proxy.http.rawclient import RawUpstream
+from proxy.policy.headers import HOP_BY_HOP
 
 HOP = HOP_BY_HOP | {"vary"}  # Vary is replaced by the fixed one, as nginx-cors does
 

@@ -2,7 +2,7 @@
 
 The fast lane's shape (an ``asyncio.Protocol`` parsing request heads with httptools, one
 task per forwarded request, the answer written straight to the transport) with the
-project's upstream client (``proxy.rawclient.RawUpstream``), doing only what nginx-cors's
+project's upstream client (``proxy.http.rawclient.RawUpstream``), doing only what nginx-cors's
 config does: a fixed 204 for preflights, and for everything else the upstream's response
 with hop-by-hop fields dropped and fixed CORS headers added. No policy, no log line, no
 diagnosis, no keep-alive expiry, no handover, no limits. What cors-proxy costs above this
@@ -21,8 +21,8 @@ import httptools
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's proxy/
 
-from proxy.headers import HOP_BY_HOP
-from proxy.rawclient import RawUpstream
+from proxy.http.rawclient import RawUpstream
+from proxy.policy.headers import HOP_BY_HOP
 
 HOP = HOP_BY_HOP | {"vary"}  # Vary is replaced by the fixed one, as nginx-cors does
 

@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,15 @@ import pytest
 
 from tests.browser.flask_app import AppState, make_wsgi
 from tests.browser.helpers import CHROMIUM_ARGS, PageDriver
-from tests.browser.servers import PageServer, ProxyProcess, WsEchoServer, WsgiServer
+from tests.browser.servers import (
+    FlaskUpstream,
+    MakeProxy,
+    PageServer,
+    ProxyProcess,
+    WsEchoServer,
+    WsgiServer,
+    page_rule,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Playwright
@@ -78,16 +85,6 @@ def page_server() -> Iterator[PageServer]:
     srv.stop()
 
 
-@dataclass
-class FlaskUpstream:
-    server: WsgiServer
-    state: AppState
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-
 def _flask(debug: bool) -> Iterator[FlaskUpstream]:
     state = AppState()
     srv = WsgiServer(make_wsgi(state, debug=debug))
@@ -114,21 +111,6 @@ def ws_upstream() -> Iterator[WsEchoServer]:
     srv.stop()
 
 
-def page_rule(page_server: PageServer, **overrides: Any) -> dict[str, Any]:
-    """The rule a developer writes for their frontend on http://localhost:<p>."""
-    rule: dict[str, Any] = {
-        "name": "frontend",
-        "origins": [page_server.origin("localhost")],
-        "allow_methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-        "allow_headers": ["Content-Type", "Authorization", "X-Custom"],
-        "expose_headers": ["X-Request-Id"],
-        "allow_credentials": True,
-        "max_age": 600,
-    }
-    rule.update(overrides)
-    return rule
-
-
 @pytest.fixture(scope="module")
 def proxy_pool(
     tmp_path_factory: pytest.TempPathFactory, page_server: PageServer
@@ -141,9 +123,6 @@ def proxy_pool(
     bad = {name: code for name, code in codes.items() if code != 0}
     if bad:
         pytest.fail(f"proxies did not exit 0 on SIGTERM: {bad}")
-
-
-MakeProxy = Callable[..., ProxyProcess]
 
 
 @pytest.fixture

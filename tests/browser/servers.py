@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,7 +33,7 @@ import yaml
 from aiohttp import WSMsgType, web
 from werkzeug.serving import make_server
 
-from tests.browser.flask_app import WSGIApp
+from tests.browser.flask_app import AppState, WSGIApp
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
@@ -244,3 +246,31 @@ class ProxyProcess:
         self.proc.stdout.close()
         self._stderr.close()
         return code
+
+
+@dataclass
+class FlaskUpstream:
+    server: WsgiServer
+    state: AppState
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def page_rule(page_server: PageServer, **overrides: Any) -> dict[str, Any]:
+    """The rule a developer writes for their frontend on http://localhost:<p>."""
+    rule: dict[str, Any] = {
+        "name": "frontend",
+        "origins": [page_server.origin("localhost")],
+        "allow_methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        "allow_headers": ["Content-Type", "Authorization", "X-Custom"],
+        "expose_headers": ["X-Request-Id"],
+        "allow_credentials": True,
+        "max_age": 600,
+    }
+    rule.update(overrides)
+    return rule
+
+
+MakeProxy = Callable[..., ProxyProcess]

@@ -17,10 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import FlaskUpstream, MakeProxy
 from tests.browser.flask_app import SESSION_COOKIE, SSE_GAP
 from tests.browser.helpers import CORS_BLOCKED, FAILED_TO_FETCH, PageDriver
-from tests.browser.servers import PageServer, ProxyProcess, WsEchoServer, closed_port
+from tests.browser.servers import (
+    FlaskUpstream,
+    MakeProxy,
+    PageServer,
+    ProxyProcess,
+    WsEchoServer,
+    closed_port,
+)
 
 pytestmark = pytest.mark.browser
 

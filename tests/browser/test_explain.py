@@ -8,9 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.browser.conftest import FlaskUpstream, MakeProxy, page_rule
 from tests.browser.helpers import FAILED_TO_FETCH, PageDriver
-from tests.browser.servers import PageServer, ProxyProcess
+from tests.browser.servers import FlaskUpstream, MakeProxy, PageServer, ProxyProcess, page_rule
 
 pytestmark = pytest.mark.browser
 

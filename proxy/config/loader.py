@@ -1,0 +1,348 @@
+"""Loading a config: the one YAML reader, validation, flags > env > file > defaults.
+
+Every problem is reported as ``<key path>: <value> <what is wrong>`` so ``cors-proxy
+check`` and startup can print one line per problem and exit 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import yaml
+
+from proxy.config.lint import lint
+from proxy.config.model import DEFAULT_METHODS, Config, Overrides, zero_config_rule
+from proxy.errors import ConfigError
+from proxy.policy.cors import CorsRule, is_token
+from proxy.policy.origins import compile_glob, is_glob, normalize_origin
+
+TOP_KEYS: Final = (
+    "listen",
+    "upstream",
+    "host_header",
+    "upstream_cors",
+    "timeouts",
+    "upstream_wait",
+    "log_format",
+    "explain",
+    "limits",
+    "rules",
+)
+TIMEOUT_KEYS: Final = ("connect", "read")
+LIMIT_KEYS: Final = ("max_body_bytes", "max_connections")
+RULE_KEYS: Final = (
+    "name",
+    "paths",
+    "origins",
+    "origin_regex",
+    "allow_methods",
+    "allow_headers",
+    "expose_headers",
+    "allow_credentials",
+    "max_age",
+    "allow_private_network",
+)
+
+
+# libyaml's safe loader when PyYAML has it: 0.1 s instead of 0.9 s for 1,000 rules.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f, Loader=_SAFE_LOADER)  # noqa: S506  (a safe loader, C or Python)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+
+
+def load(path: str | None, overrides: Overrides | None = None) -> Config:
+    """Read ``path`` (if any), apply ``overrides`` and validate; raise ``ConfigError``."""
+    overrides = overrides or Overrides()
+    raw: Any = read_yaml(path) if path else {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {_kind(raw)}")
+    data = dict(raw)
+    if overrides.listen is not None:
+        data["listen"] = overrides.listen
+    if overrides.upstream is not None:
+        data["upstream"] = overrides.upstream
+    if overrides.log_format is not None:
+        data["log_format"] = overrides.log_format
+    if overrides.explain is not None:
+        data["explain"] = overrides.explain
+    if overrides.origins is not None:
+        data["rules"] = [zero_config_rule(overrides.origins)]
+    cfg = _Validator(path).config(data)
+    if overrides.origins is None:  # the zero-config rule is ours: nothing to lint
+        cfg = replace(cfg, warnings=cfg.warnings + tuple(str(w) for w in lint(cfg.rules)))
+    return cfg
+
+
+class _Validator:
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def config(self, data: dict[str, Any]) -> Config:
+        self.unknown_keys("", data, TOP_KEYS)
+        cfg = Config(source=self.source)
+        host, port = self.listen(data.get("listen", f"{cfg.listen_host}:{cfg.listen_port}"))
+        upstream = self.upstream(data.get("upstream", cfg.upstream))
+        host_header = self.choice(data, "host_header", ("preserve", "upstream"), cfg.host_header)
+        upstream_cors = self.choice(
+            data, "upstream_cors", ("override", "preserve"), cfg.upstream_cors
+        )
+        log_format = self.choice(data, "log_format", ("text", "json"), cfg.log_format)
+        connect, read = cfg.connect_timeout, cfg.read_timeout
+        timeouts = data.get("timeouts", {})
+        if timeouts is None:
+            timeouts = {}
+        if not isinstance(timeouts, dict):
+            self.error("timeouts", f"expected a mapping with connect/read, got {_kind(timeouts)}")
+        else:
+            self.unknown_keys("timeouts.", timeouts, TIMEOUT_KEYS)
+            connect = (
+                self.seconds("timeouts.connect", timeouts.get("connect", connect), False) or connect
+            )
+            read = self.seconds("timeouts.read", timeouts.get("read", read), True)
+        explain = self.flag("explain", data.get("explain", cfg.explain))
+        wait = self.seconds("upstream_wait", data.get("upstream_wait", cfg.upstream_wait), False)
+        max_body, max_conns = cfg.max_body_bytes, cfg.max_connections
+        limits = data.get("limits", {})
+        if limits is None:
+            limits = {}
+        if not isinstance(limits, dict):
+            self.error(
+                "limits", f"expected a mapping with {', '.join(LIMIT_KEYS)}, got {_kind(limits)}"
+            )
+        else:
+            self.unknown_keys("limits.", limits, LIMIT_KEYS)
+            max_body = self.count("limits.max_body_bytes", limits.get("max_body_bytes"), 0)
+            max_conns = self.count("limits.max_connections", limits.get("max_connections"), 1)
+        rules = self.rules(data.get("rules", []))
+        if self.problems:
+            raise ConfigError(self.problems)
+        return replace(
+            cfg,
+            listen_host=host,
+            listen_port=port,
+            upstream=upstream,
+            host_header=host_header,
+            upstream_cors=upstream_cors,
+            connect_timeout=connect,
+            read_timeout=read,
+            upstream_wait=wait if wait is not None else cfg.upstream_wait,
+            log_format=log_format,
+            explain=explain,
+            max_body_bytes=max_body,
+            max_connections=max_conns,
+            rules=rules,
+            warnings=tuple(self.warnings),
+        )
+
+    # -- scalar helpers ------------------------------------------------------------------
+
+    def unknown_keys(self, prefix: str, data: Mapping[Any, Any], known: Sequence[str]) -> None:
+        for key in data:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            self.error(f"{prefix}{key}", f"unknown key{hint}")
+
+    def choice(
+        self, data: Mapping[str, Any], key: str, options: Sequence[str], default: str
+    ) -> str:
+        value = data.get(key, default)
+        if value not in options:
+            self.error(key, f"{value!r} is not one of {', '.join(options)}")
+            return default
+        return str(value)
+
+    def seconds(self, key: str, value: Any, nullable: bool) -> float | None:
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            none = " or null for no limit" if nullable else ""
+            self.error(key, f"expected a number of seconds >= 0{none}, got {value!r}")
+            return None
+        return float(value)
+
+    def count(self, key: str, value: Any, least: int) -> int | None:
+        """A whole number >= ``least``, or null for no limit."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            none = "or null for no limit"
+            self.error(key, f"expected a whole number >= {least} {none}, got {value!r}")
+            return None
+        return value
+
+    def listen(self, value: Any) -> tuple[str, int]:
+        text = str(value).strip() if isinstance(value, str | int) else None
+        m = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})", text or "")
+        if text is not None and text.isdigit():
+            m = re.fullmatch(r"()()(\d{1,5})", text)
+        if m is None or int(m.group(3)) > 65535:
+            self.error("listen", f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080; port 0 = any)")
+            return "127.0.0.1", 8080
+        return (m.group(1) or m.group(2) or "127.0.0.1"), int(m.group(3))
+
+    def upstream(self, value: Any) -> str:
+        if not isinstance(value, str):
+            self.error("upstream", f"expected a URL such as http://127.0.0.1:5000, got {value!r}")
+            return ""
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            self.error("upstream", f"{value!r} is not a valid URL ({exc})")
+            return ""
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.error("upstream", f"{value!r} must be an http:// or https:// URL with a host")
+            return ""
+        if parts.query or parts.fragment:
+            self.error("upstream", f"{value!r} must not have a query or fragment")
+            return ""
+        return value.strip().rstrip("/")
+
+    def str_list(self, key: str, value: Any) -> list[str]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.error(key, f"expected a list of strings, got {_kind(value)}")
+            return []
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.error(f"{key}[{i}]", f"expected a string, got {item!r}")
+            else:
+                out.append(item)
+        return out
+
+    def tokens(self, key: str, value: Any, what: str) -> list[str]:
+        items = self.str_list(key, value)
+        for i, item in enumerate(items):
+            if item != "*" and not is_token(item):
+                self.error(f"{key}[{i}]", f"{item!r} is not a valid HTTP {what} (an HTTP token)")
+        return items
+
+    def flag(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            self.error(key, f"expected true or false, got {value!r}")
+            return False
+        return value
+
+    # -- rules ----------------------------------------------------------------------------
+
+    def rules(self, value: Any) -> tuple[CorsRule, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.error("rules", f"expected a list of rules, got {_kind(value)}")
+            return ()
+        if not value:
+            self.warnings.append("rules: no rules; responses get no CORS headers")
+        return tuple(r for i, item in enumerate(value) if (r := self.rule(i, item)) is not None)
+
+    def rule(self, i: int, data: Any) -> CorsRule | None:
+        at = f"rules[{i}]"
+        if not isinstance(data, dict):
+            self.error(at, f"expected a mapping, got {_kind(data)}")
+            return None
+        before = len(self.problems)
+        self.unknown_keys(f"{at}.", data, RULE_KEYS)
+        name = data.get("name", at)
+        if not isinstance(name, str):
+            self.error(f"{at}.name", f"expected a string, got {name!r}")
+        paths = self.str_list(f"{at}.paths", data.get("paths", []))
+        for j, p in enumerate(paths):
+            if not p.startswith("/") and p != "*":
+                self.error(f"{at}.paths[{j}]", f"{p!r} must start with '/' (a glob on the path)")
+        origins = self.origins(at, data.get("origins", []))
+        regex = data.get("origin_regex")
+        if regex is not None:
+            if not isinstance(regex, str):
+                self.error(f"{at}.origin_regex", f"expected a string, got {regex!r}")
+            else:
+                try:
+                    re.compile(regex)
+                except re.error as exc:
+                    self.error(f"{at}.origin_regex", f"{regex!r} is not a valid regex ({exc})")
+        if not data.get("origins") and regex is None:
+            self.error(f"{at}.origins", "a rule needs origins or origin_regex")
+        methods = self.tokens(
+            f"{at}.allow_methods", data.get("allow_methods", list(DEFAULT_METHODS)), "method"
+        )
+        headers = self.tokens(f"{at}.allow_headers", data.get("allow_headers", []), "header name")
+        expose = self.tokens(f"{at}.expose_headers", data.get("expose_headers", []), "header name")
+        credentials = self.flag(f"{at}.allow_credentials", data.get("allow_credentials", False))
+        pna = self.flag(f"{at}.allow_private_network", data.get("allow_private_network", False))
+        max_age = data.get("max_age", 600)
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0
+        ):
+            self.error(f"{at}.max_age", f"expected whole seconds >= 0 or null, got {max_age!r}")
+        if credentials and "null" in origins:
+            self.error(
+                f"{at}.origins",
+                "'null' cannot be combined with allow_credentials: true "
+                "(any page can make a request with Origin: null)",
+            )
+        if len(self.problems) > before:
+            return None
+        return CorsRule(
+            name=str(name),
+            paths=tuple(paths),
+            origins=tuple(origins),
+            origin_regex=regex,
+            allow_methods=tuple(methods),
+            allow_headers=tuple(h.lower() for h in headers),
+            expose_headers=tuple(expose),
+            allow_credentials=credentials,
+            max_age=max_age,
+            allow_private_network=pna,
+        )
+
+    def origins(self, at: str, value: Any) -> list[str]:
+        out: list[str] = []
+        for j, raw in enumerate(self.str_list(f"{at}.origins", value)):
+            key = f"{at}.origins[{j}]"
+            try:
+                norm = normalize_origin(raw)
+                if is_glob(norm.value):
+                    compile_glob(norm.value)
+            except ValueError as exc:
+                self.error(key, f"{raw!r} is not a valid origin: {exc}")
+                continue
+            if norm.changed:
+                self.warnings.append(
+                    f"{key}: {raw!r} normalized to {norm.value!r} "
+                    "(browsers send lower-case, no default port, no trailing slash)"
+                )
+            if norm.value not in out:
+                out.append(norm.value)
+        return out
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]

@@ -1,0 +1,248 @@
+"""aiohttp's server side: the connection handler and server the proxy runs on (I/O).
+
+Every connection that the fast lane hands over, and every connection when the fast
+lane is off, is served here: requests with a body, ``Expect``, upgrades, the proxy's
+own endpoints, HTTP/1.0, heads the fast lane will not parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
+
+from proxy.http.downstream import Replay, utf8_fields
+from proxy.log.record import safe
+from proxy.log.sink import LogSink
+from proxy.policy.headers import HeaderList
+
+if TYPE_CHECKING:
+    from proxy.http.fastlane import FastServer
+
+MAX_FIELD_SIZE = 32768  # bytes per request line and per header field (aiohttp's parser)
+
+
+class Owner(Protocol):
+    """What the server needs from the proxy that runs it."""
+
+    log: LogSink
+    idle: set[RequestHandler]  # kept-alive between requests (limits only)
+
+    def handle(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]: ...
+    def max_connections(self) -> int | None: ...
+
+
+class AiohttpLogBridge(logging.Handler):
+    """aiohttp logs a full traceback for every malformed request it rejects with 400;
+    the terminal gets one line instead."""
+
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage | LineTooLong | HttpProcessingError):
+            first = (getattr(exc, "message", "") or str(exc)).strip().splitlines()
+            why = first[0].rstrip(":") if first else type(exc).__name__
+            self.sink.message(f"rejected a malformed request with {exc.code}: {safe(why)}")
+        elif record.levelno >= logging.WARNING:
+            text = record.getMessage() + (f": {exc!r}" if exc else "")
+            self.sink.message(f"aiohttp: {safe(text)}")
+
+
+def _too_large(exc: BaseException | None) -> bool:
+    """The parser gave up on a header field or on the number of fields (-> 431)."""
+    if isinstance(exc, LineTooLong):
+        return True
+    return isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower()
+
+
+class AiohttpHandler(RequestHandler):
+    """aiohttp's connection handler with the proxy's answers to what its parser rejects,
+    and half-closed clients served to the end."""
+
+    def __init__(self, manager: AiohttpServer, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._log = manager.log
+        self.body: aiohttp.StreamReader | None = None  # of the latest request (for EOF)
+
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's contract: bool
+        # A client that shut down its write side (``curl -T``, ``nc -N``) after sending
+        # whole requests still reads the answers: keep the transport open and close once
+        # they are done. Otherwise close now: when idle (aiohttp's close() would leave the
+        # socket open), or when a body is cut short, so it is seen as truncated and a
+        # linger reading the rest does not wait for bytes that never come.
+        bodies = [payload for _, payload in self._messages]
+        if self.body is not None:
+            bodies.append(self.body)
+        idle = self._waiter is not None and not self._waiter.done()
+        if idle or not all(body.is_eof() for body in bodies):
+            return False
+        self.close()
+        return True
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not _too_large(exc):
+            return super().handle_error(request, status, exc, message)
+        # RFC 6585 431. Never echo the field: it is often a cookie or a token. The parser
+        # stops before the headers exist, so there is no Origin to add CORS headers for.
+        self._log.message(
+            f"rejected a request with 431: a header field is longer than {MAX_FIELD_SIZE} "
+            "bytes, or there are more than 128 fields"
+        )
+        resp = web.Response(
+            status=431,
+            text=f"cors-proxy: request header fields too large (limit {MAX_FIELD_SIZE} bytes "
+            "per field, 128 fields)\n",
+        )
+        resp.force_close()
+        return resp
+
+
+class AiohttpServer(web.Server):
+    """``web.Server`` whose connections start on the fast lane (body-less requests,
+    handed over to a ``_Handler`` for anything else), and that keeps at most
+    ``limits.max_connections`` connections served: more wait, accepted but unread,
+    like nginx's accept backlog (connections are counted on aiohttp's side only)."""
+
+    def __init__(self, owner: Owner, **kwargs: Any) -> None:
+        super().__init__(owner.handle, **kwargs)
+        self.owner = owner
+        self.log = owner.log
+        self.served: set[RequestHandler] = set()
+        self.held: deque[tuple[RequestHandler, asyncio.Transport]] = deque()
+        self.fast: FastServer | None = None  # set by the owner when the fast lane is on
+
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]  # any protocol will do
+        if self.fast is not None and self.owner.max_connections() is None:
+            return self.fast.make()
+        return self.handler()
+
+    def handler(self) -> AiohttpHandler:
+        return AiohttpHandler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        limit = self.owner.max_connections()
+        if limit is None or len(self.served) < limit:
+            self.served.add(handler)
+            return
+        transport.pause_reading()  # its request waits in the socket buffer
+        self.held.append((handler, transport))
+        self._reclaim_idle()
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.owner.idle.discard(handler)
+        if handler in self.served:
+            self.served.discard(handler)
+            self._admit()
+        else:
+            self.held = deque((h, t) for h, t in self.held if h is not handler)
+
+    def _admit(self) -> None:
+        limit = self.owner.max_connections()
+        while self.held and (limit is None or len(self.served) < limit):
+            handler, transport = self.held.popleft()
+            if not transport.is_closing():
+                self.served.add(handler)
+                transport.resume_reading()
+
+    def _reclaim_idle(self) -> None:
+        """Close one idle keep-alive connection so a waiting one gets its slot (nginx
+        does the same when worker_connections run out)."""
+        if self.owner.idle:
+            # force_close: aiohttp's close() on a waiting connection ends its task but
+            # leaves the socket open. Never a fresh connection: its request may be on the way.
+            self.owner.idle.pop().force_close()
+
+
+class AiohttpDownstream:
+    """``Downstream`` over aiohttp's server request; ``response`` goes back to aiohttp."""
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.request = request
+        self.method = request.method
+        self.raw_path = request.raw_path
+        self.headers = request.headers
+        self.scheme = request.scheme
+        self.host = request.host
+        self.remote = request.remote or ""
+        self.content_length = request.content_length
+        self.has_body = request.body_exists
+        self.http11 = request.version == HttpVersion11
+        self.response: web.StreamResponse | None = None
+
+    def header_list(self) -> HeaderList | None:
+        return utf8_fields(self.headers.items())
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while chunk := await self.request.content.readany():
+            yield chunk
+
+    async def send_continue(self) -> None:
+        await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def respond(
+        self,
+        status: int,
+        headers: Sequence[tuple[str, str]],
+        text: str | None = None,
+        *,
+        content_type: str = "text/plain",
+        close: bool = False,
+    ) -> None:
+        multi = CIMultiDict(headers)
+        if text is None:
+            resp = web.Response(status=status, headers=multi)
+        else:
+            resp = web.Response(status=status, text=text, content_type=content_type, headers=multi)
+        if close:
+            # the rest of a request body is read and dropped, then the connection ends
+            resp.force_close()
+        self.response = resp
+
+    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None:
+        resp = web.StreamResponse(status=status, reason=reason or None)
+        for name, value in headers:
+            resp.headers.add(name, value)
+        self.response = resp
+        await resp.prepare(self.request)
+
+    async def write(self, chunk: bytes) -> None:
+        assert self.response is not None
+        await self.response.write(chunk)
+
+    async def finish(self) -> None:
+        assert self.response is not None
+        await self.response.write_eof()
+
+    async def close_now(self) -> None:
+        assert self.response is not None
+        await self.response.prepare(self.request)
+        await self.response.write_eof()
+        self.request.protocol.force_close()  # instead of aiohttp's 10 s linger
+
+    def abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    def may_replay(self, replay: Replay) -> None:
+        pass  # aiohttp parses every request: there is no head to key the answer by

@@ -1,0 +1,120 @@
+"""Bridge a WebSocket upgrade to the upstream (I/O).
+
+CORS does not apply to WebSockets (no preflight, Access-Control-* ignored), so the
+proxy applies the rules' origin allow-list to the handshake itself: an ``Origin`` that
+is present, not the proxy's own, and not allowed gets 403 (CONTRACT "WebSockets").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from proxy.log.record import Record
+from proxy.policy.headers import upstream_request_headers
+
+# aiohttp's client makes its own handshake: these must not be copied from the browser.
+AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse  # either leg
+
+_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
+
+
+def is_upgrade(request: web.BaseRequest) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def bridge(
+    request: web.BaseRequest,
+    *,
+    session: aiohttp.ClientSession,
+    upstream: str,
+    upstream_authority: str | None,
+    origin_allowed: bool,
+    open_sockets: weakref.WeakSet[AnyWebSocket],
+    rec: Record,
+) -> web.StreamResponse:
+    if not origin_allowed:
+        rec.status, rec.cors = 403, "ws-denied"
+        return web.Response(
+            status=403, text=f"cors-proxy: WebSocket origin {rec.origin!r} is not allowed\n"
+        )
+    headers = [
+        (n, v)
+        for n, v in upstream_request_headers(
+            list(request.headers.items()),
+            client_ip=request.remote or "",
+            scheme=request.scheme,
+            upstream_authority=upstream_authority,
+        )
+        if n.lower() not in _HANDSHAKE
+    ]
+    protocols = [
+        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+    ]
+    url = "ws" + upstream[4:] + request.raw_path  # http -> ws, https -> wss
+    try:
+        up = await session.ws_connect(
+            url,
+            protocols=protocols,
+            headers=headers,
+            autoping=False,
+            autoclose=False,
+            max_msg_size=0,
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        rec.status = exc.status
+        return web.Response(status=exc.status, text=f"cors-proxy: upstream refused: {exc}\n")
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        rec.status = 502
+        return web.Response(status=502, text=f"cors-proxy: cannot reach upstream: {exc}\n")
+    ws = web.WebSocketResponse(
+        protocols=(up.protocol,) if up.protocol else (),
+        autoping=False,
+        autoclose=False,
+        max_msg_size=0,
+    )
+    await ws.prepare(request)
+    rec.status, rec.cors = 101, "ws"
+    open_sockets.add(ws)
+    open_sockets.add(up)  # shutdown closes both legs with 1001
+    try:
+        down_task = asyncio.ensure_future(_pump(ws, up))
+        up_task = asyncio.ensure_future(_pump(up, ws))
+        _, pending = await asyncio.wait({down_task, up_task}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        await up.close()
+        await ws.close()
+        open_sockets.discard(ws)
+        open_sockets.discard(up)
+    return ws
+
+
+async def _pump(src: AnyWebSocket, dst: AnyWebSocket) -> None:
+    while True:
+        msg = await src.receive()
+        if msg.type is WSMsgType.TEXT:
+            await dst.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await dst.send_bytes(msg.data)
+        elif msg.type is WSMsgType.PING:
+            await dst.ping(msg.data)  # payloads matter (supervisor PR #6144)
+        elif msg.type is WSMsgType.PONG:
+            await dst.pong(msg.data)
+        elif msg.type is WSMsgType.CLOSE:
+            await dst.close(code=msg.data, message=(msg.extra or "").encode())
+            return
+        else:  # CLOSING, CLOSED, ERROR
+            return

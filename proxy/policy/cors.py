@@ -1,0 +1,417 @@
+"""The CORS policy: rules compiled once per config, decisions per request (pure).
+
+What is fixed per rule (header tuples, compiled matchers) is built in ``CorsPolicy``'s
+constructor, as Starlette's CORSMiddleware does; per request only the origin-dependent
+part is computed, and that is memoized in bounded dicts. Nothing here mutates shared
+state visible to callers: every decision returns fresh tuples.
+
+Spec references: Fetch "CORS protocol" (https://fetch.spec.whatwg.org/#http-cors-protocol),
+CORS.md in the project's shared notes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+from urllib.parse import unquote
+
+from proxy.policy.bounded import remember
+from proxy.policy.origins import compile_glob, is_glob, is_serialized_origin
+
+Headers = tuple[tuple[str, str], ...]
+K = TypeVar("K")
+V = TypeVar("V")
+
+# Fetch §2.2.2 CORS-safelisted request-header names. Their values may still make them
+# "unsafe" (then the browser lists them in Access-Control-Request-Headers); like
+# Starlette we allow them by name so ordinary JSON posts just work.
+SAFELISTED_REQUEST_HEADERS: Final = frozenset(
+    {"accept", "accept-language", "content-language", "content-type"}
+)
+# Fetch: CORS-safelisted response-header names, readable by scripts without ACEH.
+SAFELISTED_RESPONSE_HEADERS: Final = frozenset(
+    {
+        "cache-control",
+        "content-language",
+        "content-length",
+        "content-type",
+        "expires",
+        "last-modified",
+        "pragma",
+    }
+)
+FORBIDDEN_RESPONSE_HEADERS: Final = frozenset({"set-cookie", "set-cookie2"})
+SAFELISTED_METHODS: Final = frozenset({"GET", "HEAD", "POST"})
+PROXY_ERROR_HEADER: Final = "X-Cors-Proxy-Error"
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CACHE_LIMIT = 4096
+
+
+def is_token(value: str) -> bool:
+    """RFC 9110 token: what methods and header names must be."""
+    return _TOKEN.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class CorsRule:
+    """One rule from the config, already validated and normalized."""
+
+    name: str
+    paths: tuple[str, ...] = ()  # globs on the decoded path; () = every path
+    origins: tuple[str, ...] = ()  # exact, "*", "null" or one-label globs
+    origin_regex: str | None = None  # full match
+    allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    allow_headers: tuple[str, ...] = ()  # lower-case; ("*",) = mirror the request
+    expose_headers: tuple[str, ...] = ()  # ("*",) = every non-safelisted response header
+    allow_credentials: bool = False
+    max_age: int | None = None
+    allow_private_network: bool = False
+
+
+@dataclass(frozen=True)
+class PreflightDecision:
+    allowed: bool
+    status: int  # 204 or 403
+    headers: Headers
+    reason: str  # "" when allowed; the 403 body and the log's explanation otherwise
+    rule: str | None
+    fix: str = ""  # which YAML key to change, with the value
+
+
+@dataclass(frozen=True)
+class ActualDecision:
+    """CORS headers for a forwarded (non-preflight) response."""
+
+    allowed: bool
+    headers: Headers  # Access-Control-* to add; empty when not allowed
+    rule: str | None
+    reason: str  # why not allowed, for the log
+    vary: bool  # whether the response must carry Vary: Origin
+    expose_all: bool = False  # expose every non-safelisted response header name
+    fix: str = ""  # for a refused origin: the YAML change that would allow it
+
+
+def path_glob(pattern: str) -> re.Pattern[str]:
+    """``*`` matches any run of characters, ``/`` included; everything else is literal."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+
+
+@dataclass
+class _Compiled:
+    rule: CorsRule
+    index: int
+    paths: re.Pattern[str] | None
+    exact: frozenset[str]
+    any_origin: bool
+    null: bool
+    globs: tuple[re.Pattern[str], ...]
+    regex: re.Pattern[str] | None
+    any_method: bool
+    methods: frozenset[str]
+    any_header: bool
+    header_names: frozenset[str]
+    # Ready-made header values, built once.
+    acam: str
+    acah: str
+    expose_all: bool
+    aceh: str
+    aceh_error: str
+    max_age: str | None
+    origin_cache: dict[str, bool] = field(default_factory=dict)
+
+
+def _compile(index: int, rule: CorsRule) -> _Compiled:
+    paths = (
+        re.compile("|".join(f"(?:{path_glob(p).pattern})" for p in rule.paths))
+        if rule.paths
+        else None
+    )
+    expose = tuple(h for h in rule.expose_headers if h != "*")
+    allow_headers = tuple(h for h in rule.allow_headers if h != "*")
+    # Safelisted names go into ACAH explicitly: with credentials, "*" would be literal.
+    acah_names = list(allow_headers)
+    acah_names += sorted(SAFELISTED_REQUEST_HEADERS - {h.lower() for h in allow_headers})
+    return _Compiled(
+        rule=rule,
+        index=index,
+        paths=paths,
+        exact=frozenset(o for o in rule.origins if o not in ("*", "null") and not is_glob(o)),
+        any_origin="*" in rule.origins,
+        null="null" in rule.origins,
+        globs=tuple(compile_glob(o) for o in rule.origins if is_glob(o)),
+        regex=re.compile(rule.origin_regex) if rule.origin_regex else None,
+        any_method="*" in rule.allow_methods,
+        methods=frozenset(rule.allow_methods),
+        any_header="*" in rule.allow_headers,
+        header_names=frozenset(h.lower() for h in allow_headers) | SAFELISTED_REQUEST_HEADERS,
+        acam=", ".join(m for m in rule.allow_methods if m != "*"),
+        acah=", ".join(acah_names),
+        expose_all="*" in rule.expose_headers,
+        aceh=", ".join(expose),
+        aceh_error=", ".join((*expose, PROXY_ERROR_HEADER)),
+        max_age=str(rule.max_age) if rule.max_age is not None else None,
+    )
+
+
+class CorsPolicy:
+    """All rules of one config generation. Build once; query per request."""
+
+    def __init__(self, rules: Sequence[CorsRule]) -> None:
+        self.rules = tuple(rules)
+        self._compiled = tuple(_compile(i, r) for i, r in enumerate(self.rules))
+        self._path_cache: dict[str, _Compiled | None] = {}
+        self._preflight_cache: dict[tuple[object, ...], PreflightDecision] = {}
+        self._actual_cache: dict[tuple[object, ...], ActualDecision] = {}
+
+    def __repr__(self) -> str:
+        return f"CorsPolicy({[r.name for r in self.rules]!r})"
+
+    # -- matching -------------------------------------------------------------------
+
+    def _rule_for(self, raw_path: str) -> _Compiled | None:
+        hit = self._path_cache.get(raw_path, False)
+        if hit is not False:
+            return hit  # type: ignore[return-value]
+        # Rules match the percent-decoded path the upstream will route, without query.
+        path = unquote(raw_path.partition("?")[0], errors="surrogateescape")
+        found = None
+        for c in self._compiled:
+            if c.paths is None or c.paths.fullmatch(path):
+                found = c
+                break
+        _remember(self._path_cache, raw_path, found)
+        return found
+
+    def rule_for(self, raw_path: str) -> CorsRule | None:
+        c = self._rule_for(raw_path)
+        return c.rule if c else None
+
+    @staticmethod
+    def _origin_allowed(c: _Compiled, origin: str) -> bool:
+        known = c.origin_cache.get(origin)
+        if known is not None:
+            return known
+        if origin == "null":
+            ok = c.null  # never through "*", globs or regexes (CORS.md §3.2)
+        elif origin in c.exact:
+            ok = True
+        elif not is_serialized_origin(origin):
+            ok = False  # only ever reflect what a browser could have sent
+        else:
+            ok = (
+                c.any_origin
+                or any(g.fullmatch(origin) for g in c.globs)
+                or (c.regex is not None and c.regex.fullmatch(origin) is not None)
+            )
+        _remember(c.origin_cache, origin, ok)
+        return ok
+
+    def origin_allowed(self, raw_path: str, origin: str) -> bool:
+        c = self._rule_for(raw_path)
+        return c is not None and self._origin_allowed(c, origin)
+
+    @staticmethod
+    def _acao(c: _Compiled, origin: str) -> str:
+        # "*" only where it means "any origin" to the browser: without credentials.
+        if c.any_origin and not c.rule.allow_credentials and origin != "null":
+            return "*"
+        return origin
+
+    # -- preflight ------------------------------------------------------------------
+
+    def preflight(
+        self,
+        *,
+        path: str,
+        origin: str,
+        request_method: str,
+        request_headers: str | None,
+        private_network: bool = False,
+    ) -> PreflightDecision:
+        """Answer an OPTIONS request carrying Origin and Access-Control-Request-Method."""
+        key = (path, origin, request_method, request_headers, private_network)
+        cached = self._preflight_cache.get(key)
+        if cached is None:
+            cached = self._preflight(path, origin, request_method, request_headers, private_network)
+            _remember(self._preflight_cache, key, cached)
+        return cached
+
+    def _preflight(
+        self,
+        path: str,
+        origin: str,
+        method: str,
+        request_headers: str | None,
+        private_network: bool,
+    ) -> PreflightDecision:
+        c = self._rule_for(path)
+        vary = (("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),)
+        if c is None:
+            return _deny(
+                vary,
+                None,
+                f"no rule matches the path {_show(path)}",
+                f"add a rule whose paths cover {_show(path.partition('?')[0])}",
+            )
+        name = c.rule.name
+        at = f"rules[{c.index}]"
+        if not self._origin_allowed(c, origin):
+            return _deny(
+                vary,
+                name,
+                f"origin {_show(origin)} is not allowed by rule {name!r}",
+                _origin_fix(at, origin),
+            )
+        if not is_token(method):
+            return _deny(
+                vary, name, f"Access-Control-Request-Method {_show(method)} is not a method"
+            )
+        if not c.any_method and method not in c.methods:
+            return _deny(
+                vary,
+                name,
+                f"method {method} is not in allow_methods of rule {name!r} "
+                f"(methods are case-sensitive; allowed: {c.acam})",
+                f"add {method} to {at}.allow_methods",
+            )
+        names = _parse_list(request_headers or "")
+        if names is None:
+            return _deny(
+                vary, name, f"Access-Control-Request-Headers {_show(request_headers)} is malformed"
+            )
+        if not c.any_header:
+            refused = [n for n in names if n not in c.header_names]
+            if refused:
+                return _deny(
+                    vary,
+                    name,
+                    f"request header(s) {', '.join(refused)} not in allow_headers of rule {name!r}",
+                    f"add {', '.join(refused)} to {at}.allow_headers",
+                )
+        if private_network and not c.rule.allow_private_network:
+            return _deny(
+                vary,
+                name,
+                f"private network access requested; rule {name!r} has allow_private_network: false",
+                f"set {at}.allow_private_network: true",
+            )
+        headers: list[tuple[str, str]] = [("Access-Control-Allow-Origin", self._acao(c, origin))]
+        if c.rule.allow_credentials:
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+        # A wildcard is mirrored, never sent as "*": with credentials "*" is a literal
+        # name, and "*" never covers Authorization (Fetch: CORS non-wildcard header).
+        acam = method if c.any_method else c.acam
+        if acam:
+            headers.append(("Access-Control-Allow-Methods", acam))
+        acah = ", ".join(names) if c.any_header else c.acah
+        if acah:
+            headers.append(("Access-Control-Allow-Headers", acah))
+        if c.max_age is not None:
+            headers.append(("Access-Control-Max-Age", c.max_age))
+        if private_network:
+            headers.append(("Access-Control-Allow-Private-Network", "true"))
+        headers.extend(vary)
+        return PreflightDecision(True, 204, tuple(headers), "", name)
+
+    # -- actual requests ------------------------------------------------------------
+
+    def actual(self, *, path: str, origin: str | None, error: bool = False) -> ActualDecision:
+        """CORS headers for a forwarded response (``error``: the proxy's own 502/504)."""
+        key = (path, origin, error)
+        cached = self._actual_cache.get(key)
+        if cached is None:
+            cached = self._actual(path, origin, error)
+            _remember(self._actual_cache, key, cached)
+        return cached
+
+    def _actual(self, path: str, origin: str | None, error: bool) -> ActualDecision:
+        c = self._rule_for(path)
+        if c is None:
+            return ActualDecision(False, (), None, "no rule matches this path", vary=False)
+        name = c.rule.name
+        if origin is None:
+            return ActualDecision(False, (), name, "no Origin header", vary=True)
+        if not self._origin_allowed(c, origin):
+            return ActualDecision(
+                False,
+                (),
+                name,
+                f"origin {_show(origin)} is not allowed by rule {name!r}",
+                True,
+                fix=_origin_fix(f"rules[{c.index}]", origin),
+            )
+        headers: list[tuple[str, str]] = [("Access-Control-Allow-Origin", self._acao(c, origin))]
+        if c.rule.allow_credentials:
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+        aceh = c.aceh_error if error else c.aceh
+        if aceh and not c.expose_all:
+            headers.append(("Access-Control-Expose-Headers", aceh))
+        return ActualDecision(True, tuple(headers), name, "", True, expose_all=c.expose_all)
+
+
+_expose_cache: dict[tuple[str, ...], str] = {}  # by the response's header names
+
+
+def expose_all_value(response_names: Sequence[str]) -> str:
+    """ACEH for ``expose_headers: ["*"]``: the response's own header names, spelled out.
+
+    A literal "*" would only work without credentials; naming them works in both modes.
+    An endpoint answers with the same names each time: the value is cached by them.
+    """
+    key = tuple(response_names)
+    value = _expose_cache.get(key)
+    if value is None:
+        seen: dict[str, str] = {}
+        for n in key:
+            low = n.lower()
+            if (
+                low not in SAFELISTED_RESPONSE_HEADERS
+                and low not in FORBIDDEN_RESPONSE_HEADERS
+                and not low.startswith("access-control-")
+            ):
+                seen.setdefault(low, n)
+        value = ", ".join(seen.values())
+        _remember(_expose_cache, key, value)
+    return value
+
+
+def _parse_list(value: str) -> tuple[str, ...] | None:
+    """Parse Access-Control-Request-Headers: lower-case tokens; empty items skipped."""
+    names = []
+    for item in value.split(","):
+        item = item.strip(" \t")
+        if not item:
+            continue
+        if not is_token(item):
+            return None
+        low = item.lower()
+        if low not in names:
+            names.append(low)
+    return tuple(names)
+
+
+def _deny(vary: Headers, rule: str | None, reason: str, fix: str = "") -> PreflightDecision:
+    return PreflightDecision(False, 403, vary, reason, rule, fix)
+
+
+def _origin_fix(at: str, origin: str) -> str:
+    if origin == "null":
+        return (
+            f'add "null" to {at}.origins (only without allow_credentials; any page can send null)'
+        )
+    if not is_serialized_origin(origin):
+        return "none: browsers never send this Origin (it is not a serialized http(s) origin)"
+    return f'add "{origin}" to {at}.origins'
+
+
+def _show(value: str | None) -> str:
+    """Quote a request-supplied value for messages, escaping control characters."""
+    text = repr(value if value is not None else "")
+    return text if len(text) <= 200 else text[:197] + "...'"
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> None:
+    remember(cache, key, value, _CACHE_LIMIT)  # hostile clients send endless origins

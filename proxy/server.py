@@ -1,0 +1,348 @@
+"""Wiring: the servers, the log sink, config generations and reload, health, shutdown.
+
+A low-level ``web.Server`` with one handler serves every request: no router or
+middleware on the hot path (the bench notes measured them). The handler dispatches
+to the proxy's own endpoints, the WebSocket bridge or the forwarder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+import aiohttp
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from proxy import __version__
+from proxy.config.loader import load
+from proxy.config.model import Config, Overrides
+from proxy.errors import ConfigError
+from proxy.forward import Forwarder
+from proxy.generation import Generation
+from proxy.http.aiohttp_server import (
+    MAX_FIELD_SIZE,
+    AiohttpDownstream,
+    AiohttpHandler,
+    AiohttpLogBridge,
+    AiohttpServer,
+)
+from proxy.http.downstream import Replay
+from proxy.http.endpoints import OWN_PREFIX, own_endpoint
+from proxy.http.probe import accepts
+from proxy.http.upstream import AiohttpUpstream, UpstreamClient
+from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
+from proxy.log.record import Record
+from proxy.log.sink import LogSink
+
+if TYPE_CHECKING:
+    from proxy.http.fastlane import FastDownstream, FastServer
+
+SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
+WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
+WATCH_INTERVAL = 1.0  # config file polling; inotify does not see bind-mount edits
+WATCH_SETTLE = 0.1  # a changed file is read once it stops changing (editors write in steps)
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        overrides: Overrides | None = None,
+        log_stream: TextIO | None = None,
+        make_client: Callable[[Config], UpstreamClient] | None = None,
+        fast_lane: bool = True,
+    ) -> None:
+        self.config_path = config_path
+        self.fast_lane = fast_lane  # False: aiohttp's server answers everything (tests)
+        self.overrides = overrides or Overrides()
+        self.log = LogSink(log_stream or sys.stderr, config.log_format)
+        self._make_client = make_client or _default_client
+        self.generation = Generation.build(1, config)
+        # The client (a ClientSession) needs a running loop: made in start().
+        self.client: UpstreamClient | None = None
+        self.forwarder: Forwarder | None = None
+        self.ws_session: aiohttp.ClientSession | None = None
+        self.open_sockets: weakref.WeakSet[AnyWebSocket] = weakref.WeakSet()
+        self.runner: web.ServerRunner | None = None
+        self.site: web.TCPSite | None = None
+        self.server: AiohttpServer | None = None
+        self.idle: set[RequestHandler] = set()  # kept-alive between requests (limits only)
+        self.port = 0
+        self._watch_task: asyncio.Task[None] | None = None
+        self._log_bridge = AiohttpLogBridge(self.log)
+        self._file_stamp = _stamp(config_path)
+
+    def max_connections(self) -> int | None:
+        return self.generation.config.max_connections
+
+    # -- request dispatch -----------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        proto = request.protocol
+        if isinstance(proto, AiohttpHandler):
+            proto.body = request.content
+        if self.generation.config.max_connections is None:
+            return await self.dispatch(request)
+        self.idle.discard(proto)
+        try:
+            return await self.dispatch(request)
+        finally:
+            if self.server is not None and self.server.held:
+                proto.close()  # after this response: a waiting connection takes the slot
+            else:
+                self.idle.add(proto)
+
+    def answer_fast_now(self, down: FastDownstream) -> bool:
+        """A preflight from the fast lane, answered without a task."""
+        assert self.forwarder is not None
+        return self.forwarder.answer_now(down)
+
+    def answer_again(self, replay: Replay, started: float) -> bool:
+        """A preflight the fast lane answers again by its head (False: stale)."""
+        assert self.forwarder is not None
+        return self.forwarder.answer_again(replay, started)
+
+    async def handle_fast(self, down: FastDownstream) -> None:
+        """Any other body-less request from the fast lane (never an own endpoint or
+        an upgrade: those are handed over to aiohttp)."""
+        assert self.forwarder is not None
+        await self.forwarder.proxy(down)
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.raw_path.startswith(OWN_PREFIX):
+            return await own_endpoint(request, self.health)
+        if is_upgrade(request):
+            return await self.websocket(request)
+        assert self.forwarder is not None
+        down = AiohttpDownstream(request)
+        await self.forwarder.handle(down)
+        assert down.response is not None, "the forwarder answers every request"
+        return down.response
+
+    async def websocket(self, request: web.BaseRequest) -> web.StreamResponse:
+        gen = self.generation
+        started = time.monotonic()
+        origin = request.headers.get("Origin")
+        own = f"{request.scheme}://{request.host}"
+        allowed = origin is None or origin == own
+        allowed = allowed or gen.policy.origin_allowed(request.raw_path, origin or "")
+        rule = gen.policy.rule_for(request.raw_path)
+        rec = Record(
+            request.method, request.raw_path, 0, origin, "ws", rule.name if rule else None, 0.0
+        )
+        if self.ws_session is None:
+            self.ws_session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+            )
+        try:
+            return await bridge(
+                request,
+                session=self.ws_session,
+                upstream=gen.config.upstream,
+                upstream_authority=gen.upstream_authority
+                if gen.config.host_header == "upstream"
+                else None,
+                origin_allowed=allowed,
+                open_sockets=self.open_sockets,
+                rec=rec,
+            )
+        finally:
+            rec.ms = (time.monotonic() - started) * 1000
+            self.log.record(rec)
+
+    async def health(self) -> dict[str, Any]:
+        """The body of ``/__cors-proxy__/health``."""
+        gen = self.generation
+        limit = min(gen.config.connect_timeout, 1.0)
+        reachable = await accepts(gen.upstream_host, gen.upstream_port, limit)
+        return {
+            "status": "ok",
+            "version": __version__,
+            "upstream": gen.config.upstream,
+            "upstream_reachable": reachable,
+            "config_generation": gen.number,
+            "config": self.config_path,
+        }
+
+    # -- config reload --------------------------------------------------------------------
+
+    def reload(self, why: str) -> bool:
+        """Load the config file again; keep the running config when the new one is bad."""
+        old = self.generation
+        self._file_stamp = _stamp(self.config_path)  # the watcher must not load it again
+        try:
+            cfg = load(self.config_path, self.overrides)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.log.message(f"config error: {problem}")
+            self.log.message(
+                f"config reload ({why}) rejected; generation {old.number} stays active",
+                generation=old.number,
+            )
+            return False
+        gen = Generation.build(old.number + 1, cfg)
+        for warning in cfg.warnings:
+            self.log.message(f"config warning: {warning}")
+        if (cfg.upstream, cfg.connect_timeout, cfg.read_timeout) != (
+            old.config.upstream,
+            old.config.connect_timeout,
+            old.config.read_timeout,
+        ):
+            old_client = self.client
+            self.client = self._make_client(cfg)
+            if self.forwarder is not None:
+                self.forwarder.client = self.client
+            # In-flight exchanges keep the old pool until they finish.
+            if old_client is not None:
+                asyncio.get_running_loop().call_later(
+                    60, lambda: asyncio.ensure_future(old_client.close())
+                )
+        if (cfg.listen_host, cfg.listen_port) != (old.config.listen_host, old.config.listen_port):
+            self.log.message("config note: a new listen address takes effect after a restart")
+        self.generation = gen
+        self.log.message(
+            f"config generation {gen.number} active ({why}): {len(cfg.rules)} rule(s), "
+            f"upstream {cfg.upstream}",
+            generation=gen.number,
+        )
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            stamp = _stamp(self.config_path)
+            if stamp == self._file_stamp:
+                continue
+            for _ in range(20):  # bounded: an editor that never stops writing still reloads
+                await asyncio.sleep(WATCH_SETTLE)
+                again = _stamp(self.config_path)
+                if again == stamp:
+                    break
+                stamp = again
+            if stamp is not None and stamp != self._file_stamp:  # not reloaded by SIGHUP
+                self.reload("file changed")
+            self._file_stamp = stamp
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.generation.config
+        self.client = self._make_client(cfg)
+        self.forwarder = Forwarder(lambda: self.generation, self.client, self.log)
+        server_log = logging.getLogger("aiohttp.server")
+        server_log.addHandler(self._log_bridge)
+        server_log.propagate = False
+        self.server = server = AiohttpServer(
+            self,
+            access_log=None,
+            handler_cancellation=False,
+            max_field_size=MAX_FIELD_SIZE,
+            max_line_size=MAX_FIELD_SIZE,
+        )
+        if self.fast_lane:
+            server.fast = _fast_server(self, server.handler)
+        self.runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await self.runner.setup()
+        self.site = site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
+        await site.start()
+        self.port = self.runner.addresses[0][1]  # the real port when 0 was asked for
+        if self.config_path:
+            self._watch_task = asyncio.ensure_future(self.watch())
+
+    async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        if self.site is not None:
+            site, self.site = self.site, None  # stop() may run twice (tests, signals)
+            await site.stop()  # no new connections from here on
+        closing = [
+            asyncio.wait_for(
+                ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"proxy shutting down"),
+                WS_CLOSE_TIMEOUT,
+            )
+            for ws in list(self.open_sockets)
+        ]
+        await asyncio.gather(*closing, return_exceptions=True)
+        if self.server is not None and self.server.fast is not None:
+            await self.server.fast.shutdown(SHUTDOWN_TIMEOUT)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.ws_session is not None:
+            await self.ws_session.close()
+        if self.client is not None:
+            await self.client.close()
+        logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
+        self.log.flush()
+
+    def listening_line(self) -> str:
+        cfg = self.generation.config
+        host = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
+        return f"listening on http://{host}:{self.port} -> {cfg.upstream}"
+
+
+def _default_client(cfg: Config) -> UpstreamClient:
+    """The httptools client when httptools is installed (a third of ClientSession's CPU per
+    request, bench/RESULTS.md), else aiohttp's ClientSession."""
+    try:
+        from proxy.http.rawclient import RawUpstream
+    except ImportError:  # httptools missing: the `fast` extra is not installed
+        return AiohttpUpstream(
+            cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+        )
+    return RawUpstream(
+        cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+    )
+
+
+def _fast_server(owner: ProxyServer, take_over: Callable[[], AiohttpHandler]) -> FastServer | None:
+    """The fast lane when httptools is installed (the `fast` extra), else None."""
+    try:
+        from proxy.http.fastlane import FastServer
+    except ImportError:
+        return None
+    return FastServer(
+        owner.answer_fast_now, owner.answer_again, owner.handle_fast, take_over, owner.log.message
+    )
+
+
+def _stamp(path: str | None) -> tuple[int, int, int] | None:
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+async def run(server: ProxyServer, stdout: TextIO) -> int:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the config."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if server.config_path:
+        loop.add_signal_handler(signal.SIGHUP, lambda: server.reload("SIGHUP"))
+    await server.start()
+    for warning in server.generation.config.warnings:
+        server.log.message(f"config warning: {warning}")
+    print(server.listening_line(), file=stdout, flush=True)
+    await stop.wait()
+    server.log.message("shutting down: finishing in-flight requests")
+    await server.stop()  # bounded by SHUTDOWN_TIMEOUT; a second signal meanwhile is a no-op
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # A repeated SIGTERM (``docker stop`` racing a supervisor) while the interpreter
+        # winds down must not turn a clean exit into "killed by signal".
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
+    return 0

@@ -1,0 +1,187 @@
+"""The config loader: defaults, precedence, normalization, one message per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proxy.config.loader import load
+from proxy.config.model import Config, Overrides, describe, overrides_from_env
+from proxy.errors import ConfigError
+from tests.support import ROOT
+
+
+def write(tmp_path: Path, data: Any) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def problems(tmp_path: Path, data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, data))
+    return info.value.problems
+
+
+def test_example_config_loads() -> None:
+    cfg = load(str(ROOT / "config.example.yaml"))
+    assert (cfg.listen_host, cfg.listen_port, cfg.upstream) == (
+        "127.0.0.1",
+        8080,
+        "http://127.0.0.1:5000",
+    )
+    assert [r.name for r in cfg.rules] == ["frontend", "everything-else"]
+    assert cfg.rules[0].allow_headers == ("content-type", "authorization", "x-requested-with")
+    assert cfg.warnings == ()
+
+
+def test_defaults_are_safe() -> None:
+    cfg = load(None)
+    assert cfg == Config(source=None)
+    assert cfg.listen_host == "127.0.0.1"  # never all interfaces unless asked
+    assert cfg.rules == ()
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, {"listen": "127.0.0.1:1111", "upstream": "http://127.0.0.1:2222"})
+    env = overrides_from_env(
+        {"CORS_PROXY_LISTEN": "127.0.0.1:3333", "CORS_PROXY_UPSTREAM": "http://127.0.0.1:4444"}
+    )
+    assert load(path, env).listen_port == 3333
+    assert load(path, env).upstream == "http://127.0.0.1:4444"
+    flags = Overrides(listen="0.0.0.0:5555", upstream=env.upstream)
+    assert (load(path, flags).listen_host, load(path, flags).listen_port) == ("0.0.0.0", 5555)
+    assert load(path).listen_port == 1111
+
+
+def test_origin_flag_is_the_zero_config_rule() -> None:
+    cfg = load(
+        None,
+        overrides_from_env({"CORS_PROXY_ORIGINS": "http://localhost:3000, http://localhost:5173/"}),
+    )
+    (rule,) = cfg.rules
+    assert rule.origins == ("http://localhost:3000", "http://localhost:5173")
+    assert rule.allow_credentials
+    assert rule.allow_headers == ("*",)
+    assert any("normalized" in w for w in cfg.warnings)
+
+
+def test_normalization_warns(tmp_path: Path) -> None:
+    cfg = load(
+        write(tmp_path, {"rules": [{"origins": ["HTTP://LocalHost:3000/", "https://x.test:443"]}]})
+    )
+    assert cfg.rules[0].origins == ("http://localhost:3000", "https://x.test")
+    assert len(cfg.warnings) == 2
+    assert "'HTTP://LocalHost:3000/' normalized to 'http://localhost:3000'" in cfg.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"listne": "x"}, "listne: unknown key (did you mean 'listen'?)"),
+        (
+            {"rules": [{"origins": ["http://a.test"], "allow_header": ["x"]}]},
+            "rules[0].allow_header: unknown key (did you mean 'allow_headers'?)",
+        ),
+        (
+            {"rules": [{"origins": ["http://a.test"], "allow_methods": ["GET", "BAD METHOD"]}]},
+            "rules[0].allow_methods[1]: 'BAD METHOD' is not a valid HTTP method",
+        ),
+        (
+            {"rules": [{"origins": ["http://a.test"], "allow_headers": ["X:Y"]}]},
+            "rules[0].allow_headers[0]: 'X:Y' is not a valid HTTP header name",
+        ),
+        (
+            {"rules": [{"origins": ["null"], "allow_credentials": True}]},
+            "rules[0].origins: 'null' cannot be combined with allow_credentials: true",
+        ),
+        (
+            {"rules": [{"origin_regex": "https://(x"}]},
+            "rules[0].origin_regex: 'https://(x' is not a valid regex",
+        ),
+        (
+            {"rules": [{"origins": ["localhost:3000"]}]},
+            "rules[0].origins[0]: 'localhost:3000' is not a valid origin",
+        ),
+        (
+            {"rules": [{"origins": ["http://a.test/app"]}]},
+            "rules[0].origins[0]: 'http://a.test/app' is not a valid origin",
+        ),
+        ({"rules": [{"name": "x"}]}, "rules[0].origins: a rule needs origins or origin_regex"),
+        (
+            {"rules": [{"origins": ["http://a.test"], "max_age": "10"}]},
+            "rules[0].max_age: expected whole seconds >= 0 or null, got '10'",
+        ),
+        (
+            {"rules": [{"origins": ["http://a.test"], "allow_credentials": "yes"}]},
+            "rules[0].allow_credentials: expected true or false, got 'yes'",
+        ),
+        (
+            {"rules": [{"origins": ["http://a.test"], "paths": ["api/*"]}]},
+            "rules[0].paths[0]: 'api/*' must start with '/'",
+        ),
+        ({"rules": {"origins": []}}, "rules: expected a list of rules"),
+        (
+            {"timeouts": {"connect": "abc"}},
+            "timeouts.connect: expected a number of seconds >= 0, got 'abc'",
+        ),
+        ({"timeouts": {"conect": 1}}, "timeouts.conect: unknown key (did you mean 'connect'?)"),
+        ({"listen": "localhost"}, "listen: 'localhost' is not HOST:PORT"),
+        ({"listen": "127.0.0.1:70000"}, "listen: '127.0.0.1:70000' is not HOST:PORT"),
+        (
+            {"upstream": "127.0.0.1:5000"},
+            "upstream: '127.0.0.1:5000' must be an http:// or https:// URL",
+        ),
+        ({"upstream": 5000}, "upstream: expected a URL"),
+        ({"host_header": "keep"}, "host_header: 'keep' is not one of preserve, upstream"),
+        ({"upstream_cors": "merge"}, "upstream_cors: 'merge' is not one of override, preserve"),
+    ],
+)
+def test_each_problem_names_key_and_value(tmp_path: Path, data: Any, expected: str) -> None:
+    found = problems(tmp_path, data)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        {
+            "listne": 1,
+            "rules": [
+                {"origins": ["ftp://x"]},
+                {"origins": ["http://a"], "allow_methods": ["a b"]},
+            ],
+        },
+    )
+    assert len(found) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rules: [", "not valid YAML at line"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in problems(tmp_path, text)[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load(str(tmp_path / "nope.yaml"))
+
+
+def test_star_with_credentials_is_explained(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, {"rules": [{"origins": ["*"], "allow_credentials": True}]}))
+    assert any("reflects" in w and "request's origin" in w for w in cfg.warnings)
+    assert any("reflects" in line for line in describe(cfg))
+
+
+def test_ipv6_listen_and_null_read_timeout(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, {"listen": "[::1]:0", "timeouts": {"read": None}}))
+    assert (cfg.listen_host, cfg.listen_port, cfg.read_timeout) == ("::1", 0, None)
+    assert cfg.listen_url == "http://[::1]:0"

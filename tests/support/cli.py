@@ -1,0 +1,57 @@
+"""The proxy as users run it: a real process, its startup line, plain HTTP to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.support import ROOT
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+class Proc:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "proxy", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+        assert self.p.stdout is not None
+        self.line = self.p.stdout.readline().strip()
+        if not self.line.startswith("listening on http://"):
+            self.p.kill()
+            pytest.fail(f"no startup line: {self.line!r} {self.p.communicate()[1][-2000:]}")
+        self.url = self.line.split()[2]
+
+    def stop(self) -> tuple[int, str]:
+        self.p.send_signal(signal.SIGTERM)
+        _, err = self.p.communicate(timeout=15)
+        return self.p.returncode, err
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
