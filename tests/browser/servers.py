@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -34,6 +33,7 @@ from aiohttp import WSMsgType, web
 from werkzeug.serving import make_server
 
 from tests.browser.flask_app import AppState, WSGIApp
+from tests.support.cli import proxy_command
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
@@ -156,7 +156,7 @@ class ProxyProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT)) if p)
         self._stderr = self.stderr_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(self.config_path)],
+            [*proxy_command(), "--config", str(self.config_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from tests.support import ORIGIN, ROOT
-from tests.support.cli import Proc, get
+from tests.support.cli import Proc, get, proxy_command
 from tests.support.proxy import MakeProxy, raw_request
 from tests.support.upstream_app import ReloadingUpstream, Upstream
 
@@ -65,9 +64,7 @@ def header(lines: list[str], name: str) -> list[str]:
 async def check_problems(path: str) -> list[str]:
     """The problem lines ``cors-proxy check`` prints for a config file."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
+        *proxy_command(),
         "check",
         "--config",
         path,

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.support import ORIGIN, ROOT
+from tests.support.cli import proxy_command
 
 CLIENTS, PER_CLIENT = 200, 10
 PEAK_RSS_LIMIT_MIB = 200
@@ -49,7 +49,7 @@ def start_proxy(upstream: str, log_path: Path) -> subprocess.Popen[str]:
     args = ["--upstream", upstream, "--origin", ORIGIN, "--listen", "127.0.0.1:0"]
     with log_path.open("w") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "proxy", *args],
+            [*proxy_command(), *args],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

@@ -8,15 +8,41 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT
 
 
+def proxy_command() -> list[str]:
+    """``python -m proxy`` for a child process; under coverage (the suite's ``--cov``), the
+    child runs under ``coverage run`` with the parent's configuration and data file, so the
+    lines it runs count too (pytest-cov combines the ``.coverage.*`` files at the end).
+
+    Every test that starts the proxy as a process starts it with this command.
+    """
+    import coverage
+
+    cov = coverage.Coverage.current()
+    if cov is None:
+        return [sys.executable, "-m", "proxy"]
+    return [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        "--parallel-mode",
+        f"--rcfile={cov.config.config_file or ROOT / 'pyproject.toml'}",
+        f"--data-file={Path(cov.config.data_file).resolve()}",
+        "-m",
+        "proxy",
+    ]
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
+        [*proxy_command(), *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -28,7 +54,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 class Proc:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "proxy", *args],
+            [*proxy_command(), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
