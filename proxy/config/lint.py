@@ -14,13 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from proxy.policy.origins import compile_glob, is_glob, is_serialized_origin
+from proxy.policy.fetch import MAX_AGE_CAPS
+from proxy.policy.origins import Origin, compile_glob, is_glob, is_serialized_origin
 
 # re's parser has no type stubs; reached through importlib to keep mypy strict happy
 # (the public alias ``sre_parse`` warns on import since Python 3.11).
 _parser: Any = importlib.import_module("re._parser")
-
-MAX_AGE_CAPS: Final = {"chromium": 7200, "firefox": 86400, "webkit": 600}
 
 
 class RuleLike(Protocol):
@@ -324,10 +323,8 @@ def _sample(parsed: Any, fill: dict[int, str]) -> tuple[str, list[str]]:
 
 
 def _host(origin: str) -> str:
-    rest = origin.partition("://")[2]
-    if rest.startswith("["):
-        return rest.partition("]")[0] + "]"
-    return rest.partition(":")[0]
+    parts = Origin.parse(origin)
+    return parts.host if parts is not None else ""
 
 
 def _site(host: str) -> str:

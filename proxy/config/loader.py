@@ -18,7 +18,8 @@ import yaml
 from proxy.config.lint import lint
 from proxy.config.model import DEFAULT_METHODS, Config, Overrides, zero_config_rule
 from proxy.errors import ConfigError
-from proxy.policy.cors import CorsRule, is_token
+from proxy.policy.cors import CorsRule
+from proxy.policy.fetch import is_token
 from proxy.policy.origins import compile_glob, is_glob, normalize_origin
 
 TOP_KEYS: Final = (

@@ -23,7 +23,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+
+from proxy.policy.origins import Origin
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _TWO_LABEL_SUFFIXES: Final = frozenset(
@@ -61,24 +62,11 @@ class CookieVerdict:
     fixes: tuple[str, ...]  # fixes[i] fixes problems[i]
 
 
-@dataclass(frozen=True)
-class _Url:
-    scheme: str
-    host: str  # lower-case, IPv6 without brackets
-    port: int | None  # explicit, non-default port
+_NOWHERE: Final = Origin("", "", None)  # what an unparseable origin counts as
 
 
-def _parse(origin: str) -> _Url:
-    parts = urlsplit(origin.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port == {"http": 80, "https": 443}.get(scheme):
-        port = None
-    return _Url(scheme, host, port)
+def _parse(origin: str) -> Origin:
+    return Origin.parse(origin.strip()) or _NOWHERE
 
 
 def _is_ip(host: str) -> bool:
@@ -89,11 +77,11 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def is_potentially_trustworthy(url: _Url) -> bool:
+def is_potentially_trustworthy(url: Origin) -> bool:
     """https, or a loopback host over http (Chromium treats http://localhost as secure)."""
-    if url.scheme == "https":
+    if url.scheme.lower() == "https":
         return True
-    host = url.host
+    host = url.bare_host
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
     try:
@@ -118,7 +106,7 @@ def registrable_domain(host: str) -> str:
 def site(origin: str) -> str:
     """Schemeful site: ``scheme://registrable-domain`` (ports never matter)."""
     url = _parse(origin)
-    return f"{url.scheme}://{registrable_domain(url.host)}"
+    return f"{url.scheme.lower()}://{registrable_domain(url.bare_host)}"
 
 
 def same_site(a: str, b: str) -> bool:
@@ -191,7 +179,7 @@ def diagnose_set_cookie(
     if secure and not proxy_secure:
         problem(
             f"cookie {label}: Secure cookies cannot be set over plain http from"
-            f" {proxy.host} (only https, localhost and 127.0.0.1 are secure)",
+            f" {proxy.bare_host} (only https, localhost and 127.0.0.1 are secure)",
             "serve the proxy over https, call it as http://localhost, or drop `Secure`",
         )
     if name.lower().startswith("__secure-") and not (secure and proxy_secure):
@@ -208,11 +196,11 @@ def diagnose_set_cookie(
         )
     if "domain" in attrs:
         domain = attrs["domain"].lower().lstrip(".")
-        if not domain or not _domain_matches(proxy.host, domain):
+        if not domain or not _domain_matches(proxy.bare_host, domain):
             problem(
                 f"cookie {label}: Domain={attrs['domain']} does not match the host"
-                f" {proxy.host} that set it, so it is rejected",
-                f"remove `Domain` (host-only cookie) or set `Domain={proxy.host}`",
+                f" {proxy.bare_host} that set it, so it is rejected",
+                f"remove `Domain` (host-only cookie) or set `Domain={proxy.bare_host}`",
             )
 
     cross_site = not same_site(page_origin, proxy_origin)
@@ -242,11 +230,9 @@ def diagnose_set_cookie(
     return CookieVerdict(label, stored, sent_back, tuple(problems), tuple(fixes))
 
 
-def _same_host_fix(page: _Url, proxy: _Url) -> str:
-    page_o = f"{page.scheme}://{_host(page.host)}" + (f":{page.port}" if page.port else "")
-    proxy_o = f"{page.scheme}://{_host(page.host)}" + (f":{proxy.port}" if proxy.port else "")
+def _same_host_fix(page: Origin, proxy: Origin) -> str:
+    host = page.host.lower()
+    page_port, proxy_port = page.written_port, proxy.written_port
+    page_o = f"{page.scheme.lower()}://{host}" + (f":{page_port}" if page_port else "")
+    proxy_o = f"{page.scheme.lower()}://{host}" + (f":{proxy_port}" if proxy_port else "")
     return f"serve the page from {page_o} and call {proxy_o} (same site)"
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

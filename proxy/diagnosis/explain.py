@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from proxy.diagnosis.cookies import diagnose_set_cookie
 from proxy.diagnosis.near_miss import near_misses
 from proxy.diagnosis.oracle import Exchange, evaluate
-from proxy.policy.cors import SAFELISTED_METHODS
+from proxy.policy.fetch import SAFELISTED_METHODS
 
 
 @dataclass(frozen=True)

@@ -8,63 +8,11 @@ entries that differ from it in one typical way and says how.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
-from proxy.policy.origins import compile_glob, is_glob
+from proxy.policy.origins import Origin, compile_glob, is_glob
 
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
-
-
-@dataclass(frozen=True)
-class _Origin:
-    scheme: str
-    host: str  # as written (may be upper case), IPv6 with brackets
-    port: int | None  # as written; None when absent
-    trailing: str  # anything after the authority ("/" for a trailing slash)
-
-    @property
-    def effective_port(self) -> int | None:
-        return self.port if self.port is not None else _DEFAULT_PORTS.get(self.scheme.lower())
-
-    @property
-    def written_port(self) -> int | None:
-        """The port as a normalized origin shows it: None for the scheme's default."""
-        return None if self.port == _DEFAULT_PORTS.get(self.scheme.lower()) else self.port
-
-    def normalized(self) -> str:
-        scheme, host = self.scheme.lower(), self.host.lower()
-        port = self.effective_port
-        shown = "" if port == _DEFAULT_PORTS.get(scheme) or port is None else f":{port}"
-        return f"{scheme}://{host}{shown}"
-
-
-def _split(origin: str) -> _Origin | None:
-    scheme, sep, rest = origin.partition("://")
-    if not sep or not scheme:
-        return None
-    cut = len(rest)
-    for ch in "/?#":
-        i = rest.find(ch)
-        if i >= 0:
-            cut = min(cut, i)
-    authority, trailing = rest[:cut], rest[cut:]
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return None
-        host, port_s = authority[: end + 1], authority[end + 1 :].removeprefix(":")
-    else:
-        host, _, port_s = authority.partition(":")
-    if not host:
-        return None
-    port: int | None = None
-    if port_s:
-        if not port_s.isdigit():
-            return None
-        port = int(port_s)
-    return _Origin(scheme, host, port, trailing)
 
 
 def _loopback(host: str) -> bool:
@@ -86,8 +34,8 @@ def near_misses(origin: str, configured: Sequence[str]) -> list[str]:
             ' and data: pages and after a cross-origin redirect. List "null" only if you'
             " must: any site can produce it"
         ]
-    req = _split(origin)
-    if req is None:
+    req = Origin.parse(origin)
+    if req is None or req.userinfo is not None:
         return []
     out: list[str] = []
     for entry in configured:
@@ -99,21 +47,21 @@ def near_misses(origin: str, configured: Sequence[str]) -> list[str]:
     return out
 
 
-def _exact_reason(req: _Origin, entry: str) -> str | None:
-    conf = _split(entry)
+def _exact_reason(req: Origin, entry: str) -> str | None:
+    conf = Origin.parse(entry)
     if conf is None:
         return None
-    raw = f"{req.scheme}://{req.host}" + (f":{req.port}" if req.port is not None else "")
-    if req.trailing:
-        if req.trailing == "/" and raw == entry:
+    raw = req.written
+    if req.rest:
+        if req.rest == "/" and raw == entry:
             return "trailing slash: an origin has no path, browsers never send one"
-        if req.normalized() == entry:
+        if req.serialized == entry:
             return "an origin has no path, query or fragment"
         return None
-    if req.normalized() == entry:
+    if req.serialized == entry:
         if raw.lower() != raw and raw.lower() == entry:
             return "different case: origins are compared byte for byte, browsers send lower case"
-        if req.port is not None and req.port == _DEFAULT_PORTS.get(req.scheme.lower()):
+        if req.port is not None and req.port == req.default_port:
             return f"explicit default port :{req.port}: browsers omit it"
         return "same origin written differently: browsers send the normalized form"
     same_scheme = req.scheme.lower() == conf.scheme
@@ -136,18 +84,16 @@ def _exact_reason(req: _Origin, entry: str) -> str | None:
     return None
 
 
-def _glob_reason(req: _Origin, entry: str) -> str | None:
+def _glob_reason(req: Origin, entry: str) -> str | None:
     try:
         pattern = compile_glob(entry)
     except ValueError:
         return None
-    conf = _split(entry)
+    conf = Origin.parse(entry)
     if conf is None:
         return None
-    candidate = req.normalized()
-    if req.trailing or candidate != f"{req.scheme}://{req.host}" + (
-        f":{req.port}" if req.port is not None else ""
-    ):
+    candidate = req.serialized
+    if req.rest or candidate != req.written:
         if pattern.fullmatch(candidate):
             return "written differently: browsers send lower case, no default port, no path"
         return None

@@ -38,26 +38,18 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
-SAFELISTED_METHODS: Final = frozenset({"GET", "HEAD", "POST"})
-SAFELISTED_RESPONSE_HEADERS: Final = frozenset(
-    {
-        "cache-control",
-        "content-language",
-        "content-length",
-        "content-type",
-        "expires",
-        "last-modified",
-        "pragma",
-    }
+from proxy.policy.fetch import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_PORTS,
+    FORBIDDEN_RESPONSE_HEADERS,
+    MAX_AGE_CAPS,
+    REDIRECT_STATUSES,
+    SAFELISTED_METHODS,
+    SAFELISTED_RESPONSE_HEADERS,
+    is_token,
 )
-FORBIDDEN_RESPONSE_HEADERS: Final = frozenset({"set-cookie", "set-cookie2"})
-REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+from proxy.policy.origins import Origin
 
-# Preflight cache: default and cap per engine (CORS.md §1.3 item 7).
-DEFAULT_MAX_AGE: Final = 5
-MAX_AGE_CAPS: Final = {"chromium": 7200, "firefox": 86400, "webkit": 600}
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _OWS = " \t"
 _INT64_MAX = 2**63 - 1
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})
@@ -107,7 +99,7 @@ def parse_list(value: str | None) -> list[str] | None:
         item = raw.strip(_OWS)
         if not item:
             continue
-        if _TOKEN.fullmatch(item) is None:
+        if not is_token(item):
             return None
         items.append(item)
     return items
@@ -139,18 +131,11 @@ def _gurl_valid(value: str) -> bool:
 
 
 def _origin_of(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    """The serialized origin of an http(s) URL, as the page's address bar has it."""
+    parts = Origin.parse(url)
+    if parts is None or parts.scheme.lower() not in DEFAULT_PORTS or not parts.port_in_range:
         return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = parts.hostname
-    if ":" in host:
-        host = f"[{host}]"
-    default = 80 if parts.scheme == "http" else 443
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+    return parts.serialized
 
 
 # -- the verdict -------------------------------------------------------------------------

@@ -8,26 +8,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from proxy.policy.cors import SAFELISTED_METHODS, SAFELISTED_REQUEST_HEADERS
+from proxy.policy.fetch import SAFELISTED_METHODS, safelisted_request_header
 
 _SECRET = frozenset({"cookie", "authorization", "proxy-authorization"})
 _SKIP = frozenset({"host", "content-length", "connection", "accept-encoding", "user-agent"})
 # Set by the browser, never by the page, so never in Access-Control-Request-Headers.
 _BROWSER_SET = frozenset({"cookie", "referer", "dnt", "te", "keep-alive", "upgrade", "via"})
-
-
-_SIMPLE_TYPES = frozenset(
-    {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
-)
-
-
-def _safelisted(name: str, value: str) -> bool:
-    """Fetch's CORS-safelisted request-header, simplified to what decides a preflight."""
-    if name not in SAFELISTED_REQUEST_HEADERS or len(value) > 128:
-        return False
-    if name == "content-type":
-        return value.split(";", 1)[0].strip().lower() in _SIMPLE_TYPES
-    return True
 
 
 def curl_commands(
@@ -44,7 +30,7 @@ def curl_commands(
         {
             n.lower()
             for n, v in sent
-            if not _safelisted(n.lower(), v)
+            if not safelisted_request_header(n.lower(), v)
             and n.lower() not in _BROWSER_SET
             and not n.lower().startswith(("sec-", "proxy-", "access-control-request-"))
         }

@@ -18,41 +18,21 @@ from typing import Final, TypeVar
 from urllib.parse import unquote
 
 from proxy.policy.bounded import remember
+from proxy.policy.fetch import (
+    FORBIDDEN_RESPONSE_HEADERS,
+    SAFELISTED_REQUEST_HEADERS,
+    SAFELISTED_RESPONSE_HEADERS,
+    is_token,
+)
 from proxy.policy.origins import compile_glob, is_glob, is_serialized_origin
 
 Headers = tuple[tuple[str, str], ...]
 K = TypeVar("K")
 V = TypeVar("V")
 
-# Fetch §2.2.2 CORS-safelisted request-header names. Their values may still make them
-# "unsafe" (then the browser lists them in Access-Control-Request-Headers); like
-# Starlette we allow them by name so ordinary JSON posts just work.
-SAFELISTED_REQUEST_HEADERS: Final = frozenset(
-    {"accept", "accept-language", "content-language", "content-type"}
-)
-# Fetch: CORS-safelisted response-header names, readable by scripts without ACEH.
-SAFELISTED_RESPONSE_HEADERS: Final = frozenset(
-    {
-        "cache-control",
-        "content-language",
-        "content-length",
-        "content-type",
-        "expires",
-        "last-modified",
-        "pragma",
-    }
-)
-FORBIDDEN_RESPONSE_HEADERS: Final = frozenset({"set-cookie", "set-cookie2"})
-SAFELISTED_METHODS: Final = frozenset({"GET", "HEAD", "POST"})
 PROXY_ERROR_HEADER: Final = "X-Cors-Proxy-Error"
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CACHE_LIMIT = 4096
-
-
-def is_token(value: str) -> bool:
-    """RFC 9110 token: what methods and header names must be."""
-    return _TOKEN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

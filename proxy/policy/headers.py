@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeVar
-from urllib.parse import urlsplit
 
 from proxy.policy.bounded import remember
 from proxy.policy.cors import ActualDecision, expose_all_value
+from proxy.policy.origins import Origin
 
 HeaderList = list[tuple[str, str]]
 
@@ -260,16 +260,8 @@ def rewrite_location(location: str, upstream_origins: Iterable[str], client_orig
     """
     if "://" not in location and not location.startswith("//"):
         return location  # relative: resolved against the proxy's URL already
-    try:
-        parts = urlsplit(location if "://" in location else "http:" + location)
-        port = parts.port
-    except ValueError:
-        return location
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    default = {"http": 80, "https": 443}.get(scheme)
-    here = f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
-    if here not in upstream_origins:
+    parts = Origin.parse(location if "://" in location else "http:" + location)
+    if parts is None or not parts.port_in_range or parts.serialized not in upstream_origins:
         return location
     tail = location[location.index("//") + 2 :]
     slash = tail.find("/")

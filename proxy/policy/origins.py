@@ -11,14 +11,121 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
+from proxy.policy.fetch import DEFAULT_PORTS
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _IPV4 = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
-_SERIALIZED = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::([1-9][0-9]{0,4}))?")
+_IPV6_CHARS = frozenset("0123456789abcdef:.")
+_MAX_PORT = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """``scheme://host[:port]`` split as written: the project's one origin parser.
+
+    Nothing is normalized or validated here beyond the split itself, so each caller keeps
+    its own strictness: a request's ``Origin`` is checked by ``is_serialized``, a
+    configured one normalized by ``normalize_origin``, and the near-miss hints compare the
+    parts as the page wrote them.
+    """
+
+    scheme: str  # as written
+    host: str  # as written (case kept); an IPv6 address keeps its brackets
+    port: int | None  # as written (any number of digits); None when absent or empty
+    rest: str = ""  # whatever follows the authority ("/", "/path", "?q", "#f")
+    userinfo: str | None = None  # "user:pass" before an "@"; never in a real origin
+
+    @classmethod
+    def split(cls, text: str) -> Origin:
+        """Split ``text``; raise ``ValueError`` with the reason when it has no
+        ``scheme://host`` shape or its port is not a number."""
+        scheme, sep, after = text.partition("://")
+        if not sep or not scheme:
+            raise ValueError("an origin is scheme://host[:port] with scheme http or https")
+        cut = len(after)
+        for ch in "/?#":
+            i = after.find(ch, 0, cut)
+            if i >= 0:
+                cut = i
+        authority, rest = after[:cut], after[cut:]
+        userinfo = None
+        if "@" in authority:
+            userinfo, _, authority = authority.rpartition("@")
+        if authority.startswith("["):
+            end = authority.find("]")
+            if end < 0:
+                raise ValueError("an IPv6 host needs its closing ']'")
+            host, tail = authority[: end + 1], authority[end + 1 :]
+            if tail and not tail.startswith(":"):
+                raise ValueError(f"{tail!r} after the IPv6 host is not a port")
+            port_text = tail[1:]
+        else:
+            host, _, port_text = authority.partition(":")
+        if not host:
+            raise ValueError("an origin needs a host")
+        port = None
+        if port_text:
+            if not (port_text.isascii() and port_text.isdigit()):
+                raise ValueError(f"the port {port_text!r} is not a number")
+            port = int(port_text)
+        return cls(scheme, host, port, rest, userinfo)
+
+    @classmethod
+    def parse(cls, text: str) -> Origin | None:
+        """``split``, or None instead of the reason."""
+        try:
+            return cls.split(text)
+        except ValueError:
+            return None
+
+    @property
+    def default_port(self) -> int | None:
+        return DEFAULT_PORTS.get(self.scheme.lower())
+
+    @property
+    def effective_port(self) -> int | None:
+        """The port a connection goes to: the written one, else the scheme's default."""
+        return self.port if self.port is not None else self.default_port
+
+    @property
+    def written_port(self) -> int | None:
+        """The port as a serialized origin shows it: None for the scheme's default."""
+        return None if self.port == self.default_port else self.port
+
+    @property
+    def bare_host(self) -> str:
+        """Lower-case, an IPv6 address without its brackets (what a socket takes)."""
+        return self.host.lower().strip("[]")
+
+    @property
+    def written(self) -> str:
+        """Scheme, host and port exactly as written (no userinfo, no rest)."""
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.scheme}://{self.host}{port}"
+
+    @property
+    def serialized(self) -> str:
+        """What a browser would send: lower-case scheme and host, no default port."""
+        port = self.written_port
+        return f"{self.scheme.lower()}://{self.host.lower()}" + ("" if port is None else f":{port}")
+
+    @property
+    def port_in_range(self) -> bool:
+        return self.port is None or 0 < self.port <= _MAX_PORT
+
+    def is_serialized(self, text: str) -> bool:
+        """True when ``text`` (what this was split from) is exactly what a browser could
+        send for an http(s) page."""
+        return (
+            self.userinfo is None
+            and not self.rest
+            and self.scheme in DEFAULT_PORTS
+            and self.port_in_range
+            and self.serialized == text
+            and _valid_host(self.host)
+        )
 
 
 def is_serialized_origin(origin: str) -> bool:
@@ -27,19 +134,17 @@ def is_serialized_origin(origin: str) -> bool:
     Only such values are ever reflected into ``Access-Control-Allow-Origin``; anything
     else (``ftp://x``, ``http://a..b``, ``http://.test``, ``http://x:80``) is "not allowed".
     """
-    m = _SERIALIZED.fullmatch(origin)
-    if m is None:
-        return False
-    scheme, host, port = m.groups()
-    if port is not None and (int(port) > 65535 or int(port) == DEFAULT_PORTS[scheme]):
-        return False
-    return _valid_host(host)
+    parsed = Origin.parse(origin)
+    return parsed is not None and parsed.is_serialized(origin)
 
 
 def _valid_host(host: str) -> bool:
     if host.startswith("["):
+        inner = host[1:-1]
+        if not _IPV6_CHARS.issuperset(inner):
+            return False  # upper case, a zone id ("%eth0"): never from a browser
         try:
-            addr = ipaddress.IPv6Address(host[1:-1])
+            addr = ipaddress.IPv6Address(inner)
         except ValueError:
             return False
         # Browsers serialize IPv6 in RFC 5952 form; anything else never comes from one.
@@ -66,31 +171,26 @@ def normalize_origin(raw: str) -> Normalized:
     value = raw.strip()
     if value in ("*", "null"):
         return Normalized(value, value != raw)
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"not an origin ({exc})") from None
+    parts = Origin.split(value)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise ValueError("an origin is scheme://host[:port] with scheme http or https")
-    if parts.username is not None or parts.password is not None:
+    if parts.userinfo is not None:
         raise ValueError("an origin has no user name or password")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in value:
+    if parts.rest not in ("", "/"):
         raise ValueError("an origin has no path, query or fragment (browsers send none)")
-    host = parts.hostname or ""
-    if not host:
-        raise ValueError("an origin needs a host")
-    if ":" in host:
+    if not parts.port_in_range:
+        raise ValueError(f"not an origin (port {parts.port} is out of range 1-{_MAX_PORT})")
+    if parts.host.startswith("["):
         try:
-            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+            host = f"[{ipaddress.IPv6Address(parts.host[1:-1]).compressed}]"
         except ValueError:
-            raise ValueError(f"invalid IPv6 address {host!r}") from None
+            raise ValueError(f"invalid IPv6 address {parts.host[1:-1]!r}") from None
     else:
-        host = _to_ascii(host)
+        host = _to_ascii(parts.host)
     out = f"{scheme}://{host}"
-    if port is not None and port != DEFAULT_PORTS[scheme]:
-        out += f":{port}"
+    if parts.written_port is not None:
+        out += f":{parts.port}"
     check = out.replace("*", "x") if "*" in host else out
     if not is_serialized_origin(check):
         raise ValueError("not a valid origin (bad host or port)")
@@ -117,10 +217,10 @@ def is_glob(origin: str) -> bool:
 
 def compile_glob(origin: str) -> re.Pattern[str]:
     """``https://*.example.com`` -> a pattern where each ``*`` label is exactly one DNS label."""
-    scheme, _, rest = origin.partition("://")
-    host, _, port = rest.partition(":")
-    if any("*" in label and label != "*" for label in host.split(".")) or "*" in port:
+    parts = Origin.parse(origin)
+    labels = parts.host.split(".") if parts is not None else []
+    if parts is None or any("*" in label and label != "*" for label in labels):
         raise ValueError("'*' must be a whole host label, as in https://*.example.com")
-    host_re = r"\.".join(_LABEL if label == "*" else re.escape(label) for label in host.split("."))
-    port_re = f":{re.escape(port)}" if port else ""
-    return re.compile(f"{re.escape(scheme)}://{host_re}{port_re}")
+    host_re = r"\.".join(_LABEL if label == "*" else re.escape(label) for label in labels)
+    port_re = "" if parts.port is None else f":{parts.port}"
+    return re.compile(f"{re.escape(parts.scheme)}://{host_re}{port_re}{re.escape(parts.rest)}")

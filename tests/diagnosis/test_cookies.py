@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.diagnosis.cookies import diagnose_set_cookie, is_potentially_trustworthy, same_site, site
+from proxy.policy.origins import Origin
 
 LH_PAGE = "http://localhost:3000"
 LH_PROXY = "http://localhost:8080"
@@ -257,6 +258,6 @@ def test_site_drops_port():
     ],
 )
 def test_trustworthy(origin, trusted):
-    from proxy.diagnosis.cookies import _parse
-
-    assert is_potentially_trustworthy(_parse(origin)) is trusted
+    parsed = Origin.parse(origin)
+    assert parsed is not None
+    assert is_potentially_trustworthy(parsed) is trusted

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from proxy.policy.origins import compile_glob, is_serialized_origin, normalize_origin
+from proxy.policy.origins import Origin, compile_glob, is_serialized_origin, normalize_origin
 
 
 @pytest.mark.parametrize(
@@ -79,3 +81,65 @@ def test_is_serialized_origin(origin: str, valid: bool) -> None:
 def test_glob_must_be_whole_label() -> None:
     with pytest.raises(ValueError, match="whole host label"):
         compile_glob("https://a*.example.com")
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("http://localhost:3000", ("http", "localhost", 3000, "", None)),
+        ("HTTP://LocalHost", ("HTTP", "LocalHost", None, "", None)),
+        ("http://x.test:", ("http", "x.test", None, "", None)),
+        ("http://[::1]:8080/a?b#c", ("http", "[::1]", 8080, "/a?b#c", None)),
+        ("http://u:p@x.test/", ("http", "x.test", None, "/", "u:p")),
+        ("https://x.test?q", ("https", "x.test", None, "?q", None)),
+        ("http://x.test:080", ("http", "x.test", 80, "", None)),
+    ],
+)
+def test_origin_split_keeps_what_was_written(text: str, parts: tuple[object, ...]) -> None:
+    o = Origin.split(text)
+    assert (o.scheme, o.host, o.port, o.rest, o.userinfo) == parts
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("localhost:3000", "scheme://host"),
+        ("://x", "scheme://host"),
+        ("http://", "needs a host"),
+        ("http://:80", "needs a host"),
+        ("http://[::1", "closing ']'"),
+        ("http://[::1]80", "not a port"),
+        ("http://x:8o", "not a number"),
+        ("http://x:\u0663", "not a number"),  # a digit, but not an ASCII one
+    ],
+)
+def test_origin_split_says_why_not(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        Origin.split(text)
+    assert Origin.parse(text) is None
+
+
+def test_origin_views() -> None:
+    o = Origin.split("HTTP://Example.COM:80/")
+    assert (o.serialized, o.written, o.effective_port, o.written_port) == (
+        "http://example.com",
+        "HTTP://Example.COM:80",
+        80,
+        None,
+    )
+    v6 = Origin.split("https://[2001:DB8::1]:8443")
+    assert (v6.bare_host, v6.serialized, v6.written_port) == (
+        "2001:db8::1",
+        "https://[2001:db8::1]:8443",
+        8443,
+    )
+    assert not Origin.split("http://x:70000").port_in_range
+    assert not Origin.split("http://x:0").port_in_range
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://[fe80::1%eth0]", "http://u@x.test", "http://x:0", "HTTP://x", "http://x:"],
+)
+def test_is_serialized_origin_rejects_more(origin: str) -> None:
+    assert not is_serialized_origin(origin)
