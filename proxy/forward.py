@@ -171,7 +171,7 @@ class Forwarder:
             raw,
             client_ip=request.remote,
             scheme=request.scheme,
-            upstream_authority=gen.upstream_authority if cfg.host_header == "upstream" else None,
+            upstream_authority=gen.target.authority if cfg.host_header == "upstream" else None,
         )
         body = _body(request, limit)
         deadline = time.monotonic() + cfg.upstream_wait
@@ -217,7 +217,7 @@ class Forwarder:
             up.headers,
             decision,
             override=override,
-            upstream_origins=gen.upstream_origins,
+            upstream_origins=gen.target.aliases,
             client_origin=client_origin,
         )
         out = head.fields
@@ -325,7 +325,7 @@ class Forwarder:
         def header(name: str) -> str | None:
             return next((v for n, v in up.headers if n.lower() == name), None)
 
-        other = impostor(header("server"), gen.upstream_port)
+        other = impostor(header("server"), gen.target.port)
         if other is not None:  # not the app at all: nothing else here is worth saying
             rec.diagnosis = other
             return
@@ -378,7 +378,7 @@ class Forwarder:
             headers.append(("Vary", "Origin"))
         detail = exc.detail or exc.reason
         cfg = gen.config
-        hint = await explain(exc, gen.upstream_host, gen.upstream_port, cfg.connect_timeout)
+        hint = await explain(exc, gen.target.host, gen.target.port, cfg.connect_timeout)
         if hint:
             detail += f"; {hint}"
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}

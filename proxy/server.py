@@ -148,8 +148,8 @@ class ProxyServer:
             return await bridge(
                 request,
                 session=self.ws_session,
-                upstream=gen.config.upstream,
-                upstream_authority=gen.upstream_authority
+                upstream=gen.target,
+                upstream_authority=gen.target.authority
                 if gen.config.host_header == "upstream"
                 else None,
                 origin_allowed=allowed,
@@ -164,7 +164,7 @@ class ProxyServer:
         """The body of ``/__cors-proxy__/health``."""
         gen = self.generation
         limit = min(gen.config.connect_timeout, 1.0)
-        reachable = await accepts(gen.upstream_host, gen.upstream_port, limit)
+        reachable = await accepts(gen.target.host, gen.target.port, limit)
         return {
             "status": "ok",
             "version": __version__,
@@ -297,10 +297,10 @@ def _default_client(cfg: Config) -> UpstreamClient:
         from proxy.http.rawclient import RawUpstream
     except ImportError:  # httptools missing: the `fast` extra is not installed
         return AiohttpUpstream(
-            cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+            cfg.target, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
         )
     return RawUpstream(
-        cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+        cfg.target, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
     )
 
 

@@ -11,12 +11,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import yaml
 
 from proxy.config.lint import lint
-from proxy.config.model import DEFAULT_METHODS, Config, Overrides, zero_config_rule
+from proxy.config.model import (
+    DEFAULT_METHODS,
+    Config,
+    Overrides,
+    UpstreamTarget,
+    zero_config_rule,
+)
 from proxy.errors import ConfigError
 from proxy.policy.cors import CorsRule
 from proxy.policy.fetch import is_token
@@ -213,18 +218,10 @@ class _Validator:
             self.error("upstream", f"expected a URL such as http://127.0.0.1:5000, got {value!r}")
             return ""
         try:
-            parts = urlsplit(value.strip())
-            parts.port  # noqa: B018 - raises ValueError on a bad port
+            return UpstreamTarget.parse(value).url
         except ValueError as exc:
-            self.error("upstream", f"{value!r} is not a valid URL ({exc})")
+            self.error("upstream", f"{value!r} {exc}")
             return ""
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.error("upstream", f"{value!r} must be an http:// or https:// URL with a host")
-            return ""
-        if parts.query or parts.fragment:
-            self.error("upstream", f"{value!r} must not have a query or fragment")
-            return ""
-        return value.strip().rstrip("/")
 
     def str_list(self, key: str, value: Any) -> list[str]:
         if isinstance(value, str):

@@ -3,17 +3,89 @@ environment, and how ``cors-proxy check`` describes it (pure)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from proxy.policy.cors import CorsRule
+from proxy.policy.fetch import DEFAULT_PORTS
+from proxy.policy.origins import Origin
 
 DEFAULT_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 ENV_CONFIG: Final = "CORS_PROXY_CONFIG"
 ENV_LISTEN: Final = "CORS_PROXY_LISTEN"
 ENV_UPSTREAM: Final = "CORS_PROXY_UPSTREAM"
 ENV_ORIGINS: Final = "CORS_PROXY_ORIGINS"
+
+
+_LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    """The ``upstream`` URL, parsed once when the config loads; every upstream client,
+    the WebSocket bridge, the probe and the Location rewrite read it from here."""
+
+    url: str  # as configured, without a trailing "/"
+    scheme: str  # "http" or "https"
+    host: str  # lower-case, an IPv6 address without brackets: what a socket takes
+    port: int  # the scheme's default when the URL names none
+    authority: str  # host[:port] as a Host field says it (IPv6 in brackets, no default port)
+    prefix: str  # the URL's path without a trailing "/" ("" for none), put before each path
+    aliases: frozenset[str]  # origins by which the upstream may name itself (Location)
+
+    @classmethod
+    def parse(cls, url: str) -> UpstreamTarget:
+        """Parse ``url``; raise ``ValueError`` saying what is wrong with it."""
+        text = url.strip().rstrip("/")
+        needs = "must be an http:// or https:// URL with a host"
+        try:
+            parts = Origin.split(text)
+        except ValueError as exc:
+            shape = str(exc).startswith(("an origin is", "an origin needs"))
+            raise ValueError(needs if shape else f"is not a valid URL ({exc})") from None
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise ValueError(needs)
+        if parts.userinfo is not None:
+            raise ValueError("must not carry a user name or password")
+        if "?" in parts.rest or "#" in parts.rest:
+            raise ValueError("must not have a query or fragment")
+        if not parts.port_in_range:
+            raise ValueError(f"is not a valid URL (port {parts.port} is outside 1-65535)")
+        host = parts.bare_host
+        if parts.host.startswith("["):
+            try:
+                host = ipaddress.IPv6Address(host).compressed
+            except ValueError:
+                raise ValueError(f"is not a valid URL (bad IPv6 address {parts.host})") from None
+        shown = f"[{host}]" if ":" in host else host
+        port = parts.effective_port
+        assert port is not None  # http and https have default ports
+        suffix = "" if parts.written_port is None else f":{port}"
+        hosts = {shown}
+        if shown in _LOOPBACK_NAMES:
+            hosts |= _LOOPBACK_NAMES
+        return cls(
+            url=text,
+            scheme=scheme,
+            host=host,
+            port=port,
+            authority=shown + suffix,
+            prefix=parts.rest.rstrip("/"),
+            aliases=frozenset(f"{scheme}://{h}{suffix}" for h in hosts),
+        )
+
+    @property
+    def base(self) -> str:
+        """``scheme://authority/prefix``: a request's path goes right after it."""
+        return f"{self.scheme}://{self.authority}{self.prefix}"
+
+    @property
+    def websocket_base(self) -> str:
+        """``base`` with ws:// or wss://."""
+        return f"{'wss' if self.scheme == 'https' else 'ws'}://{self.authority}{self.prefix}"
 
 
 @dataclass(frozen=True)
@@ -35,6 +107,12 @@ class Config:
     rules: tuple[CorsRule, ...] = ()
     source: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    target: UpstreamTarget = field(init=False, repr=False, compare=False)  # from upstream
+
+    def __post_init__(self) -> None:
+        # Parsed here so no Config exists with an upstream nothing can connect to;
+        # the loader reports a bad upstream before it builds one.
+        object.__setattr__(self, "target", UpstreamTarget.parse(self.upstream))
 
     @property
     def listen_url(self) -> str:

@@ -31,10 +31,10 @@ from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import cast
-from urllib.parse import urlsplit
 
 import httptools
 
+from proxy.config.model import UpstreamTarget
 from proxy.errors import UpstreamBodyError, UpstreamTimeout, UpstreamUnavailable
 
 BUFFER_LIMIT = 256 * 1024  # response bytes held for a slow consumer before reading pauses
@@ -384,30 +384,28 @@ async def _send_body(conn: _Conn, body: AsyncIterator[bytes], chunked: bool) -> 
 class RawUpstream:
     """``UpstreamClient`` on pooled keep-alive connections parsed with httptools.
 
-    Same constructor as ``AiohttpUpstream``: ``RawUpstream(base_url, connect_timeout=5.0,
-    read_timeout=60.0)``; ``buffer_limit`` is the back-pressure threshold in bytes."""
+    Same constructor as ``AiohttpUpstream``: ``RawUpstream(target, connect_timeout=5.0,
+    read_timeout=60.0)`` (the config's ``UpstreamTarget``, or a URL parsed into one);
+    ``buffer_limit`` is the back-pressure threshold in bytes."""
 
     def __init__(
         self,
-        base_url: str,
+        target: UpstreamTarget | str,
         *,
         connect_timeout: float,
         read_timeout: float | None,
         buffer_limit: int = BUFFER_LIMIT,
         max_idle: int = MAX_IDLE,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"upstream must be an http(s) URL with a host: {base_url!r}")
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        if isinstance(target, str):
+            target = UpstreamTarget.parse(target)
+        self.host = target.host
+        self.port = target.port
         self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if parts.scheme == "https" else None
+            ssl.create_default_context() if target.scheme == "https" else None
         )
-        self.prefix = parts.path.rstrip("/")
-        default_port = 443 if parts.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.authority = host if self.port == default_port else f"{host}:{self.port}"
+        self.prefix = target.prefix
+        self.authority = target.authority
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.buffer_limit = buffer_limit

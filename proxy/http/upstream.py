@@ -17,6 +17,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy.config.model import UpstreamTarget
 from proxy.errors import UpstreamBodyError, UpstreamTimeout, UpstreamUnavailable
 
 
@@ -70,9 +71,11 @@ class AiohttpUpstream:
     """Upstream client on one pooled ``ClientSession``."""
 
     def __init__(
-        self, base_url: str, *, connect_timeout: float, read_timeout: float | None
+        self, target: UpstreamTarget | str, *, connect_timeout: float, read_timeout: float | None
     ) -> None:
-        self.base = base_url.rstrip("/")
+        if isinstance(target, str):
+            target = UpstreamTarget.parse(target)
+        self.base = target.base
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False),
             auto_decompress=False,

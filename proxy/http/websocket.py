@@ -13,6 +13,7 @@ import weakref
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from proxy.config.model import UpstreamTarget
 from proxy.log.record import Record
 from proxy.policy.headers import upstream_request_headers
 
@@ -37,7 +38,7 @@ async def bridge(
     request: web.BaseRequest,
     *,
     session: aiohttp.ClientSession,
-    upstream: str,
+    upstream: UpstreamTarget,
     upstream_authority: str | None,
     origin_allowed: bool,
     open_sockets: weakref.WeakSet[AnyWebSocket],
@@ -61,7 +62,7 @@ async def bridge(
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]
-    url = "ws" + upstream[4:] + request.raw_path  # http -> ws, https -> wss
+    url = upstream.websocket_base + request.raw_path
     try:
         up = await session.ws_connect(
             url,

@@ -270,13 +270,3 @@ def rewrite_location(location: str, upstream_origins: Iterable[str], client_orig
     if slash < 0 and q >= 0:
         path = tail[q:]
     return client_origin + path
-
-
-def upstream_aliases(scheme: str, host: str, port: int) -> frozenset[str]:
-    """Origins by which the upstream may name itself in Location headers."""
-    default = {"http": 80, "https": 443}.get(scheme)
-    suffix = "" if port == default else f":{port}"
-    hosts = {host.lower()}
-    if host in ("127.0.0.1", "localhost", "[::1]", "::1"):
-        hosts |= {"127.0.0.1", "localhost", "[::1]"}
-    return frozenset(f"{scheme}://{h}{suffix}" for h in hosts)

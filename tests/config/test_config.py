@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from proxy.config.loader import load
-from proxy.config.model import Config, Overrides, describe, overrides_from_env
+from proxy.config.model import Config, Overrides, UpstreamTarget, describe, overrides_from_env
 from proxy.errors import ConfigError
 from tests.support import ROOT
 
@@ -136,6 +136,13 @@ def test_normalization_warns(tmp_path: Path) -> None:
             "upstream: '127.0.0.1:5000' must be an http:// or https:// URL",
         ),
         ({"upstream": 5000}, "upstream: expected a URL"),
+        ({"upstream": "http://"}, "upstream: 'http://' must be an http:// or https:// URL"),
+        ({"upstream": "ftp://x:21"}, "upstream: 'ftp://x:21' must be an http:// or https:// URL"),
+        ({"upstream": "http://x:99999"}, "upstream: 'http://x:99999' is not a valid URL (port"),
+        ({"upstream": "http://x:5o"}, "upstream: 'http://x:5o' is not a valid URL (the port"),
+        ({"upstream": "http://[zz]:5000"}, "upstream: 'http://[zz]:5000' is not a valid URL"),
+        ({"upstream": "http://a:b@x:5000"}, "upstream: 'http://a:b@x:5000' must not carry a"),
+        ({"upstream": "http://x:5000/?a=1"}, "upstream: 'http://x:5000/?a=1' must not have a"),
         ({"host_header": "keep"}, "host_header: 'keep' is not one of preserve, upstream"),
         ({"upstream_cors": "merge"}, "upstream_cors: 'merge' is not one of override, preserve"),
     ],
@@ -185,3 +192,32 @@ def test_ipv6_listen_and_null_read_timeout(tmp_path: Path) -> None:
     cfg = load(write(tmp_path, {"listen": "[::1]:0", "timeouts": {"read": None}}))
     assert (cfg.listen_host, cfg.listen_port, cfg.read_timeout) == ("::1", 0, None)
     assert cfg.listen_url == "http://[::1]:0"
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "authority", "prefix", "base"),
+    [
+        ("http://127.0.0.1:5000", "127.0.0.1", 5000, "127.0.0.1:5000", "", "http://127.0.0.1:5000"),
+        ("HTTP://Api.Test/v1/", "api.test", 80, "api.test", "/v1", "http://api.test/v1"),
+        ("https://api.test:443", "api.test", 443, "api.test", "", "https://api.test"),
+        ("https://api.test:8443/a/b", "api.test", 8443, "api.test:8443", "/a/b", None),
+        ("http://[0:0::1]:5000", "::1", 5000, "[::1]:5000", "", "http://[::1]:5000"),
+    ],
+)
+def test_upstream_target_parsed_once(
+    url: str, host: str, port: int, authority: str, prefix: str, base: str | None
+) -> None:
+    t = UpstreamTarget.parse(url)
+    assert (t.host, t.port, t.authority, t.prefix) == (host, port, authority, prefix)
+    assert t.base == (base or f"{t.scheme}://{authority}{prefix}")
+    assert t.websocket_base == t.base.replace("http", "ws", 1)
+    assert Config(upstream=url).target == t
+
+
+def test_upstream_aliases_name_loopback_three_ways() -> None:
+    assert UpstreamTarget.parse("http://localhost:5000").aliases == {
+        "http://localhost:5000",
+        "http://127.0.0.1:5000",
+        "http://[::1]:5000",
+    }
+    assert UpstreamTarget.parse("https://API.test").aliases == {"https://api.test"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.config.model import UpstreamTarget
 from proxy.policy import headers
 from proxy.policy.cors import ActualDecision
 from proxy.policy.headers import (
@@ -12,7 +13,6 @@ from proxy.policy.headers import (
     merge_vary,
     response_head,
     rewrite_location,
-    upstream_aliases,
     upstream_request_headers,
 )
 
@@ -272,7 +272,7 @@ class TestResponseHead:
 
 
 class TestLocation:
-    aliases = upstream_aliases("http", "127.0.0.1", 5000)
+    aliases = UpstreamTarget.parse("http://127.0.0.1:5000").aliases
 
     @pytest.mark.parametrize(
         ("location", "out"),
@@ -289,3 +289,10 @@ class TestLocation:
     )
     def test_rewrite(self, location: str, out: str) -> None:
         assert rewrite_location(location, self.aliases, "http://localhost:8080") == out
+
+    def test_ipv6_upstream(self) -> None:
+        aliases = UpstreamTarget.parse("http://[::1]:5000").aliases
+        here = "http://localhost:8080"
+        assert rewrite_location("http://[::1]:5000/a?b", aliases, here) == here + "/a?b"
+        assert rewrite_location("http://127.0.0.1:5000/a", aliases, here) == here + "/a"
+        assert rewrite_location("http://[::2]:5000/a", aliases, here) == "http://[::2]:5000/a"
