@@ -88,7 +88,7 @@ def _serve(cfg: Config, path: str | None, overrides: Overrides) -> int:
     from proxy.server import ProxyServer, run
 
     try:
-        import uvloop  # optional extra: a little faster
+        import uvloop  # a dependency wherever it exists (not on Windows)
 
         loop_factory = uvloop.new_event_loop
     except ImportError:

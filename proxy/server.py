@@ -36,14 +36,16 @@ from proxy.http.aiohttp_server import (
 )
 from proxy.http.downstream import Replay
 from proxy.http.endpoints import OWN_PREFIX, own_endpoint
+from proxy.http.fastlane import FastServer
 from proxy.http.probe import accepts
-from proxy.http.upstream import AiohttpUpstream, UpstreamClient
+from proxy.http.rawclient import RawUpstream
+from proxy.http.upstream import UpstreamClient
 from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
 from proxy.log.record import Record
 from proxy.log.sink import LogSink
 
 if TYPE_CHECKING:
-    from proxy.http.fastlane import FastDownstream, FastServer
+    from proxy.http.fastlane import FastDownstream
 
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
 WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
@@ -250,7 +252,13 @@ class ProxyServer:
             max_line_size=MAX_FIELD_SIZE,
         )
         if self.fast_lane:
-            server.fast = _fast_server(self, server.handler)
+            server.fast = FastServer(
+                self.answer_fast_now,
+                self.answer_again,
+                self.handle_fast,
+                server.handler,
+                self.log.message,
+            )
         self.runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
         self.site = site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
@@ -291,27 +299,8 @@ class ProxyServer:
 
 
 def _default_client(cfg: Config) -> UpstreamClient:
-    """The httptools client when httptools is installed (a third of ClientSession's CPU per
-    request, bench/RESULTS.md), else aiohttp's ClientSession."""
-    try:
-        from proxy.http.rawclient import RawUpstream
-    except ImportError:  # httptools missing: the `fast` extra is not installed
-        return AiohttpUpstream(
-            cfg.target, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
-        )
     return RawUpstream(
         cfg.target, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
-    )
-
-
-def _fast_server(owner: ProxyServer, take_over: Callable[[], AiohttpHandler]) -> FastServer | None:
-    """The fast lane when httptools is installed (the `fast` extra), else None."""
-    try:
-        from proxy.http.fastlane import FastServer
-    except ImportError:
-        return None
-    return FastServer(
-        owner.answer_fast_now, owner.answer_again, owner.handle_fast, take_over, owner.log.message
     )
 
 

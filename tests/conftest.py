@@ -15,7 +15,7 @@ from proxy.config.model import Overrides
 from proxy.server import ProxyServer
 from tests.support import ORIGIN, ROOT
 from tests.support.cli import Proc
-from tests.support.proxy import MakeProxy, RunningProxy, client_factory, write_yaml
+from tests.support.proxy import MakeProxy, RunningProxy, write_yaml
 from tests.support.upstream_app import Upstream, start_upstream
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -61,14 +61,6 @@ def debug_upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture
-def upstream_client() -> str:
-    """Which upstream client ``make_proxy`` uses: the default one (``"default"``: the
-    httptools client), or ``"aiohttp"`` (the fallback without httptools). A module
-    overrides this fixture to run its tests with both."""
-    return "default"
-
-
-@pytest.fixture
 def server_lane() -> str:
     """Which server answers body-less requests: ``"fast"`` (the proxy's own protocol,
     the default) or ``"aiohttp"`` (aiohttp's server answers everything). A module
@@ -77,9 +69,7 @@ def server_lane() -> str:
 
 
 @pytest.fixture
-async def make_proxy(
-    tmp_path: Any, upstream_client: str, server_lane: str
-) -> AsyncIterator[MakeProxy]:
+async def make_proxy(tmp_path: Any, server_lane: str) -> AsyncIterator[MakeProxy]:
     """Start a proxy from a config mapping (``upstream`` defaults to the Flask app)."""
     started: list[RunningProxy] = []
 
@@ -107,7 +97,6 @@ async def make_proxy(
             cfg,
             config_path=path,
             log_stream=stream,
-            make_client=client_factory(upstream_client),
             fast_lane=server_lane == "fast",
         )
         await server.start()

@@ -384,9 +384,9 @@ async def _send_body(conn: _Conn, body: AsyncIterator[bytes], chunked: bool) -> 
 class RawUpstream:
     """``UpstreamClient`` on pooled keep-alive connections parsed with httptools.
 
-    Same constructor as ``AiohttpUpstream``: ``RawUpstream(target, connect_timeout=5.0,
-    read_timeout=60.0)`` (the config's ``UpstreamTarget``, or a URL parsed into one);
-    ``buffer_limit`` is the back-pressure threshold in bytes."""
+    ``RawUpstream(target, connect_timeout=5.0, read_timeout=60.0)`` (the config's
+    ``UpstreamTarget``, or a URL parsed into one); ``buffer_limit`` is the back-pressure
+    threshold in bytes."""
 
     def __init__(
         self,

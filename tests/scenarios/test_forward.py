@@ -19,15 +19,10 @@ from tests.support.proxy import MakeProxy, raw_request
 from tests.support.upstream_app import GZ_BODY, Upstream
 
 
-@pytest.fixture(params=["default", "aiohttp"])
-def upstream_client(request: pytest.FixtureRequest) -> str:
-    """Every test here runs with the httptools client and with ClientSession (the fallback)."""
-    return str(request.param)
-
-
 @pytest.fixture(params=["fast", "aiohttp"])
 def server_lane(request: pytest.FixtureRequest) -> str:
-    """... and on both servers: the fast lane and aiohttp's (which serves bodies)."""
+    """Every test here runs on both servers: the fast lane and aiohttp's (which serves
+    bodies)."""
     return str(request.param)
 
 

@@ -15,18 +15,12 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
-import pytest
 
 from proxy.diagnosis.unreachable import refused_hint
 from proxy.http.probe import in_container
 from tests.support import ORIGIN
 from tests.support.proxy import MakeProxy
 from tests.support.upstream_app import start_upstream
-
-
-@pytest.fixture(params=["default", "aiohttp"])
-def upstream_client(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def get_json(url: str) -> tuple[int, dict[str, str], dict[str, str]]:

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.config.model import Config
-from proxy.http.upstream import AiohttpUpstream, UpstreamClient
 from proxy.server import ProxyServer
 
 
@@ -41,15 +39,6 @@ def write_yaml(path: Any, data: dict[str, Any]) -> str:
 
     path.write_text(yaml.safe_dump(data))
     return str(path)
-
-
-def client_factory(kind: str) -> Callable[[Config], UpstreamClient] | None:
-    if kind == "aiohttp":
-        return lambda cfg: AiohttpUpstream(
-            cfg.upstream, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
-        )
-    assert kind == "default", kind
-    return None
 
 
 async def raw_request(port: int, data: bytes, *, limit: float = 5.0) -> bytes:
