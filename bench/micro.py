@@ -11,6 +11,14 @@ exchange: parsing, the CORS decision, both header plans, the upstream client, th
 line. The same loop runs the httptools floor (bench/contenders/httptools_floor.py, the
 fast lane's shape doing only what nginx-cors does) on the same fakes, so ``above floor``
 is what the product's features cost per exchange.
+
+    python bench/micro.py --against f8caf77 [--rounds R] [--exchanges N]
+
+compares this checkout with another one (a directory, or a git revision of this
+repository) in interleaved rounds, each checkout's own micro.py in its own process, and
+says per scenario whether the difference is beyond the noise (bench/harness/compare.py).
+It is the yardstick for a change to the hot path: run it against the commit before the
+change, in the same hour.
 """
 
 from __future__ import annotations
@@ -189,7 +197,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--exchanges", type=int, default=20000, help="per round (20000)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (5)")
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="compare with another checkout (a directory or a git revision of this repository)",
+    )
     args = parser.parse_args()
+    if args.against:
+        from harness.compare import compare
+
+        print(compare(args.against, args.rounds, args.exchanges))
+        return
     try:
         import uvloop  # the event loop cors-proxy runs on when it is installed
 

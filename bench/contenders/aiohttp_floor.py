@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from yardstick import command_line, cors_fields, preflight_fields, use_uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's proxy/
 
@@ -29,24 +30,10 @@ HOP = HOP_BY_HOP | {"vary"}  # Vary is replaced by the fixed one, as nginx-cors 
 
 
 def main() -> None:
-    port, upstream, origin = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    try:
-        import uvloop  # same event loop as cors-proxy when it is installed
-
-        uvloop.install()
-    except ImportError:
-        pass
-    cors = {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
-        "Vary": "Origin",
-    }
-    preflight = {
-        **cors,
-        "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE",
-        "Access-Control-Max-Age": "600",
-        "Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
-    }
+    port, upstream, origin = command_line()
+    use_uvloop()
+    cors = dict(cors_fields(origin))
+    preflight = dict(preflight_fields(origin))
 
     async def serve() -> None:
         client = RawUpstream(upstream, connect_timeout=5, read_timeout=30)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import httptools
+from yardstick import command_line, cors_fields, preflight_fields, use_uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's proxy/
 
@@ -113,28 +114,16 @@ class Floor(asyncio.Protocol):
 
 def fixed_headers(origin: str) -> tuple[str, str]:
     """nginx-cors's fixed CORS lines for an answer, and its whole preflight head."""
-    cors = (
-        f"Access-Control-Allow-Origin: {origin}\r\n"
-        "Access-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
-    )
-    preflight = (
-        f"HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: {origin}\r\n"
-        "Access-Control-Allow-Credentials: true\r\n"
-        "Access-Control-Allow-Methods: GET, HEAD, POST, PUT, PATCH, DELETE\r\n"
-        "Access-Control-Max-Age: 600\r\n"
-        "Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers\r\n"
+    cors = "".join(f"{name}: {value}\r\n" for name, value in cors_fields(origin))
+    preflight = "HTTP/1.1 204 No Content\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in preflight_fields(origin)
     )
     return cors, preflight
 
 
 def main() -> None:
-    port, upstream, origin = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    try:
-        import uvloop  # same event loop as cors-proxy when it is installed
-
-        uvloop.install()
-    except ImportError:
-        pass
+    port, upstream, origin = command_line()
+    use_uvloop()
     cors, preflight = fixed_headers(origin)
 
     async def serve() -> None:
