@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from tests.support import ORIGIN
 from tests.support.proxy import MakeProxy
 
 
 @pytest.fixture
-async def ws_upstream() -> AsyncIterator[tuple[str, list[object]]]:
+async def ws_upstream(aiohttp_server: AiohttpServer) -> tuple[str, list[object]]:
     """Echoes text and binary; ``close <code>`` makes it close with that code."""
     seen: list[object] = []
 
@@ -33,13 +33,8 @@ async def ws_upstream() -> AsyncIterator[tuple[str, list[object]]]:
 
     app = web.Application()
     app.router.add_get("/api/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}", seen
 
 
 async def test_text_binary_and_close_codes_both_ways(

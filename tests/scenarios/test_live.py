@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from tests.support import ORIGIN, ROOT
 from tests.support.cli import Proc, get, proxy_command
@@ -294,13 +295,6 @@ def test_sighup_reloads_a_subprocess_proxy(
 # -- 3. WebSockets ------------------------------------------------------------------------
 
 
-async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
 def ws_app(log: list[object]) -> web.Application:
     """An aiohttp app: WebSocket echo with pings on request, plus /api/hello and /api/slow."""
 
@@ -336,35 +330,34 @@ def ws_app(log: list[object]) -> web.Application:
     return app
 
 
-async def test_websocket_pings_carry_their_payload_both_ways(make_proxy: MakeProxy) -> None:
+async def test_websocket_pings_carry_their_payload_both_ways(
+    make_proxy: MakeProxy, aiohttp_server: AiohttpServer
+) -> None:
     log: list[object] = []
-    runner, url = await start_app(ws_app(log))
-    try:
-        p = await make_proxy(url)
-        async with (
-            aiohttp.ClientSession() as s,
-            s.ws_connect(p.url + "/api/ws", origin=ORIGIN, autoping=False) as ws,
-        ):
-            await ws.ping(b"from-client")
-            msg = await ws.receive(timeout=5)
-            assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"from-client")
-            await ws.send_str("ping from-upstream")
-            msg = await ws.receive(timeout=5)
-            assert (msg.type, msg.data) == (aiohttp.WSMsgType.PING, b"from-upstream")
-            await ws.pong(msg.data)
-            await ws.send_bytes(b"\x00\x01\xff")
-            msg = await ws.receive(timeout=5)
-            assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\xff\x01\x00")
-            for _ in range(50):
-                if ("pong", b"from-upstream") in log:
-                    break
-                await asyncio.sleep(0.05)
-        # no Origin (a script, not a page): bridged too
-        async with aiohttp.ClientSession() as s, s.ws_connect(p.url + "/api/ws") as ws:
-            await ws.send_str("plain")
-            assert (await ws.receive(timeout=5)).data == "plain"
-    finally:
-        await runner.cleanup()
+    upstream = await aiohttp_server(ws_app(log), access_log=None)
+    p = await make_proxy(f"http://127.0.0.1:{upstream.port}")
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(p.url + "/api/ws", origin=ORIGIN, autoping=False) as ws,
+    ):
+        await ws.ping(b"from-client")
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"from-client")
+        await ws.send_str("ping from-upstream")
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.PING, b"from-upstream")
+        await ws.pong(msg.data)
+        await ws.send_bytes(b"\x00\x01\xff")
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\xff\x01\x00")
+        for _ in range(50):
+            if ("pong", b"from-upstream") in log:
+                break
+            await asyncio.sleep(0.05)
+    # no Origin (a script, not a page): bridged too
+    async with aiohttp.ClientSession() as s, s.ws_connect(p.url + "/api/ws") as ws:
+        await ws.send_str("plain")
+        assert (await ws.receive(timeout=5)).data == "plain"
     assert ("ping", b"from-client") in log
     assert ("pong", b"from-upstream") in log
 
@@ -633,9 +626,12 @@ async def test_connection_limit_holds_excess_connections(
 # -- 7. graceful shutdown ------------------------------------------------------------------
 
 
-async def test_sigterm_finishes_in_flight_closes_websockets_and_exits_0() -> None:
+async def test_sigterm_finishes_in_flight_closes_websockets_and_exits_0(
+    aiohttp_server: AiohttpServer,
+) -> None:
     log: list[object] = []
-    runner, url = await start_app(ws_app(log))
+    upstream = await aiohttp_server(ws_app(log), access_log=None)
+    url = f"http://127.0.0.1:{upstream.port}"
     proc = await asyncio.to_thread(
         Proc, "--upstream", url, "--origin", ORIGIN, "--listen", "127.0.0.1:0"
     )
@@ -673,7 +669,6 @@ async def test_sigterm_finishes_in_flight_closes_websockets_and_exits_0() -> Non
     finally:
         if proc.p.poll() is None:
             proc.p.kill()
-        await runner.cleanup()
     assert code == 0, err[-2000:]
     assert took < SHUTDOWN_BOUND, took
     assert "shutting down: finishing in-flight requests" in err

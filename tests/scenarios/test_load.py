@@ -11,12 +11,12 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from tests.support import ORIGIN, ROOT
 from tests.support.cli import proxy_command
@@ -26,17 +26,14 @@ PEAK_RSS_LIMIT_MIB = 200
 
 
 @pytest.fixture
-async def fast_upstream() -> AsyncIterator[str]:
+async def fast_upstream(aiohttp_server: AiohttpServer) -> str:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"hello": "world", "n": request.query.get("n")})
 
     app = web.Application()
     app.router.add_get("/api/hello", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    server = await aiohttp_server(app, access_log=None)
+    return f"http://127.0.0.1:{server.port}"
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
+from aiohttp import web
+from pytest_aiohttp import AiohttpRawServer
 
 from proxy.diagnosis.unreachable import refused_hint
 from proxy.http.probe import in_container
@@ -117,36 +119,30 @@ async def test_dns_failure(make_proxy: MakeProxy) -> None:
     assert "the name 'no-such-dev-server.invalid' does not resolve here" in body["detail"], body
 
 
-@contextlib.asynccontextmanager
-async def airplay() -> AsyncIterator[str]:
+async def airplay(request: web.BaseRequest) -> web.Response:
     """What macOS Monterey+ answers on port 5000 when AirPlay Receiver is on."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nServer: AirTunes/595.13.1\r\n"
-            b"X-Apple-ProcessingTime: 0\r\nX-Apple-RequestReceivedTimestamp: 1\r\n\r\n"
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
+    return web.Response(
+        status=403,
+        headers={
+            "Server": "AirTunes/595.13.1",
+            "X-Apple-ProcessingTime": "0",
+            "X-Apple-RequestReceivedTimestamp": "1",
+        },
+    )
 
 
-async def test_airplay_receiver_on_the_port_is_named(make_proxy: MakeProxy) -> None:
-    async with airplay() as url:
-        p = await make_proxy(url)
-        async with (
-            aiohttp.ClientSession() as s,
-            s.get(p.url + "/api/hello", headers={"Origin": ORIGIN}) as r,
-        ):
-            assert r.status == 403  # passed through as it is: it is a real answer
-            assert r.headers["Server"] == "AirTunes/595.13.1"
-            assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
+async def test_airplay_receiver_on_the_port_is_named(
+    make_proxy: MakeProxy, aiohttp_raw_server: AiohttpRawServer
+) -> None:
+    upstream = await aiohttp_raw_server(airplay)
+    p = await make_proxy(f"http://127.0.0.1:{upstream.port}")
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(p.url + "/api/hello", headers={"Origin": ORIGIN}) as r,
+    ):
+        assert r.status == 403  # passed through as it is: it is a real answer
+        assert r.headers["Server"] == "AirTunes/595.13.1"
+        assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
     log = await p.logs()
     assert (
         "is answered by macOS AirPlay Receiver (Server: AirTunes/595.13.1), not by your app" in log
