@@ -131,7 +131,7 @@ def product() -> tuple[asyncio.Protocol, Callable[[], None]]:
     server = FastServer(
         forwarder.answer_now,
         forwarder.answer_again,
-        forwarder.proxy,
+        forwarder.forward,
         asyncio.Protocol,
         sink.message,
     )

@@ -10,22 +10,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from proxy.diagnosis.error_body import MAX_CAPTURE, diagnose_body
-from proxy.diagnosis.explain import advise, cookie_problems, credentials_mode
+from proxy.diagnosis.error_body import MAX_CAPTURE
+from proxy.diagnosis.explain import Explainer, Seen
 from proxy.diagnosis.repro import curl_commands
-from proxy.diagnosis.unreachable import impostor
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
 from proxy.generation import Generation
 from proxy.http.downstream import Downstream, Replay
-from proxy.http.probe import explain
+from proxy.http.probe import unreachable_hint
 from proxy.http.upstream import UpstreamClient, UpstreamResponse
-from proxy.log.record import LineTemplate, Record
+from proxy.log.record import CorsWord, LineTemplate, Record
 from proxy.policy.cors import PROXY_ERROR_HEADER, ActualDecision
 from proxy.policy.headers import (
     HeaderList,
+    ResponseHead,
     response_head,
     upstream_request_headers,
 )
@@ -50,12 +50,12 @@ class Forwarder:
         self.current = current
         self.client = client
         self.log = log
-        self._conflicts_seen: set[tuple[str, str]] = set()
-        self._cookie_warnings: set[str] = set()
+        self.explainer = Explainer()  # what the log has said already (bounded)
 
-    async def handle(self, request: Downstream) -> None:
+    async def serve(self, request: Downstream) -> None:
+        """One exchange: a preflight answered here, anything else forwarded."""
         if not self.answer_now(request):
-            await self.proxy(request)
+            await self.forward(request)
 
     def answer_now(self, request: Downstream) -> bool:
         """Answer a preflight, which needs no await; False for anything else."""
@@ -66,11 +66,12 @@ class Forwarder:
         if not origins or not acrm:
             return False
         # Two Origin lines never come from a browser; joined they match no rule.
-        self.preflight(request, self.current(), ", ".join(origins), ", ".join(acrm))
+        self.answer_preflight(request, self.current(), ", ".join(origins), ", ".join(acrm))
         return True
 
-    async def proxy(self, request: Downstream) -> None:
-        """Forward to the upstream and relay its answer (or explain why not)."""
+    async def forward(self, request: Downstream) -> None:
+        """Forward a request to the upstream and relay its answer (or answer why not),
+        then write the exchange's log line."""
         gen = self.current()
         started = time.monotonic()
         origins = request.headers.getall("Origin", ())
@@ -89,14 +90,16 @@ class Forwarder:
         if gen.config.explain and rec.cors == "denied":
             rec.repro = _repro(request, origin or "", request.method, None)
         try:
-            await self.forward(request, gen, decision, rec)
+            await self.send_upstream(request, gen, decision, rec)
         finally:
             rec.ms = (time.monotonic() - started) * 1000
             self.log.record(rec)
 
     # -- preflight ------------------------------------------------------------------------
 
-    def preflight(self, request: Downstream, gen: Generation, origin: str, acrm: str) -> None:
+    def answer_preflight(
+        self, request: Downstream, gen: Generation, origin: str, acrm: str
+    ) -> None:
         started = time.monotonic()
         acrh = request.headers.getall("Access-Control-Request-Headers", ())
         pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
@@ -121,7 +124,22 @@ class Forwarder:
         )
         if not d.allowed:
             names = tuple(n.strip().lower() for n in ",".join(acrh).split(",") if n.strip())
-            self._advise(request, gen, rec, acrm, names, False, True, 403, d.headers, d.fix)
+            self.explainer.explain(
+                Seen(
+                    method=acrm,
+                    url=f"{request.scheme}://{request.host}{request.raw_path}",
+                    origin=origin,
+                    client_origin=f"{request.scheme}://{request.host}",
+                    request_headers=request.headers,
+                    rule=gen.policy.rule_for(request.raw_path),
+                    allowed=False,
+                    fix=d.fix,
+                    status=status,
+                    response_headers=d.headers,
+                    preflight=True,
+                    unsafe_headers=names,
+                )
+            ).apply(rec)
             if gen.config.explain:
                 rec.repro = _repro(request, origin, acrm, ",".join(acrh))
         try:
@@ -144,9 +162,10 @@ class Forwarder:
 
     # -- forwarding -----------------------------------------------------------------------
 
-    async def forward(
+    async def send_upstream(
         self, request: Downstream, gen: Generation, decision: ActualDecision, rec: Record
     ) -> None:
+        """Send the request upstream, retrying while it restarts (``upstream_wait``)."""
         cfg = gen.config
         raw = request.header_list()
         if raw is None:
@@ -186,22 +205,22 @@ class Forwarder:
                     body,
                     idempotent=request.method in IDEMPOTENT,
                 ) as up:
-                    return await self.relay(request, gen, decision, up, rec, retried)
+                    return await self.relay_response(request, gen, decision, up, rec, retried)
             except UpstreamUnavailable as exc:
                 if isinstance(body, _LimitedBody) and body.exceeded:
                     assert limit is not None
                     return _too_large(request, decision, rec, limit)
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
-                    return await self.error_response(request, gen, exc, rec)
+                    return await self.answer_unreachable(request, gen, exc, rec)
                 if time.monotonic() + RETRY_STEP > deadline:
-                    return await self.error_response(request, gen, exc, rec)
+                    return await self.answer_unreachable(request, gen, exc, rec)
                 retried = True
                 await asyncio.sleep(RETRY_STEP)
             except UpstreamError as exc:
-                return await self.error_response(request, gen, exc, rec)
+                return await self.answer_unreachable(request, gen, exc, rec)
 
-    async def relay(
+    async def relay_response(
         self,
         request: Downstream,
         gen: Generation,
@@ -210,6 +229,7 @@ class Forwarder:
         rec: Record,
         retried: bool,
     ) -> None:
+        """Stream the upstream's answer to the client with the rule's CORS headers."""
         cfg = gen.config
         override = cfg.upstream_cors == "override"
         client_origin = f"{request.scheme}://{request.host}"
@@ -221,13 +241,7 @@ class Forwarder:
             client_origin=client_origin,
         )
         out = head.fields
-        if decision.allowed and override and head.upstream_cors:
-            self._report_conflict(head.upstream_cors, decision, rec)
-        if rec.origin is not None and rec.origin != client_origin:
-            self._browser_view(request, gen, decision, rec, up.status, out, head.cookies, override)
         rec.status = up.status
-        if retried:
-            rec.note = "served after waiting for the upstream to come back"
         capture = bytearray() if up.status >= 400 else None
         try:
             await request.start(up.status, up.reason, out)
@@ -244,130 +258,51 @@ class Forwarder:
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
-            if capture is not None:
-                upstream_acao = [
-                    v for n, v in head.upstream_cors if n.lower() == "access-control-allow-origin"
-                ]
-                self._diagnose(up, bytes(capture), decision, upstream_acao, rec, gen)
-
-    def _browser_view(
-        self,
-        request: Downstream,
-        gen: Generation,
-        decision: ActualDecision,
-        rec: Record,
-        status: int,
-        out: Sequence[tuple[str, str]],
-        cookies: Sequence[str],
-        override: bool,
-    ) -> None:
-        """How Chromium will treat this cross-origin response, and the cookies in it."""
-        # With override, our headers are right by construction (and tested in Chromium):
-        # only refused origins and the upstream's own headers need the oracle.
-        if not decision.allowed or not override:
-            credentials = credentials_mode(request.headers)
-            self._advise(
-                request, gen, rec, request.method, (), credentials, False, status, out, decision.fix
-            )
-        if cookies and rec.origin is not None and decision.allowed:
-            rule = gen.policy.rule_for(request.raw_path)
-            for problem in cookie_problems(
-                cookies,
-                page_origin=rec.origin,
-                proxy_origin=f"{request.scheme}://{request.host}",
-                credentials_allowed=bool(rule and rule.allow_credentials and decision.allowed),
-                rule=rule.name if rule else None,
+            if not Explainer.quiet(
+                decision.allowed, override, up.status, head.upstream_cors, head.cookies, retried
             ):
-                if problem not in self._cookie_warnings:
-                    self._cookie_warnings.add(problem)  # once per distinct problem
-                    rec.hints += (problem,)
+                self._explain(request, gen, decision, up, rec, head, capture, retried)
 
-    def _advise(
+    def _explain(
         self,
         request: Downstream,
         gen: Generation,
-        rec: Record,
-        method: str,
-        unsafe: tuple[str, ...],
-        credentials: bool,
-        preflight: bool,
-        status: int,
-        headers: Sequence[tuple[str, str]],
-        fix: str,
-    ) -> None:
-        rule = gen.policy.rule_for(request.raw_path)
-        a = advise(
-            url=f"{request.scheme}://{request.host}{request.raw_path}",
-            origin=rec.origin or "",
-            method=method,
-            unsafe_header_names=unsafe,
-            credentials=credentials,
-            preflight=preflight,
-            status=status,
-            response_headers=headers,
-            configured_origins=rule.origins if rule else (),
-            fix=fix,
-        )
-        rec.verdict = a.verdict
-        if a.verdict == "blocked":
-            rec.console, rec.fix = a.console, a.fix
-            rec.hints += a.hints
-
-    def _diagnose(
-        self,
-        up: UpstreamResponse,
-        body: bytes,
         decision: ActualDecision,
-        upstream_acao: list[str],
+        up: UpstreamResponse,
         rec: Record,
-        gen: Generation,
+        head: ResponseHead,
+        capture: bytearray | None,
+        retried: bool,
     ) -> None:
-        def header(name: str) -> str | None:
-            return next((v for n, v in up.headers if n.lower() == name), None)
-
-        other = impostor(header("server"), gen.target.port)
-        if other is not None:  # not the app at all: nothing else here is worth saying
-            rec.diagnosis = other
-            return
-
-        found = diagnose_body(up.status, header("content-type"), header("content-encoding"), body)
-        if found is not None:
-            summary = found.summary
-            if found.hint and found.kind == "werkzeug-generic":
-                summary = summary.split(":", 1)[0]  # the stock description adds nothing
-            rec.diagnosis = summary + (f" ({found.hint})" if found.hint else "")
-        if decision.allowed and not upstream_acao:
-            rec.note = (
-                "without cors-proxy the browser would have reported a CORS error "
-                "(the upstream sent no Access-Control-Allow-Origin) instead of this "
-                f"{up.status}"
+        client_origin = f"{request.scheme}://{request.host}"
+        self.explainer.explain(
+            Seen(
+                method=request.method,
+                url=f"{client_origin}{request.raw_path}",
+                origin=rec.origin,
+                client_origin=client_origin,
+                request_headers=request.headers,
+                rule=gen.policy.rule_for(request.raw_path),
+                allowed=decision.allowed,
+                fix=decision.fix,
+                status=up.status,
+                response_headers=head.fields,
+                override=gen.config.upstream_cors == "override",
+                upstream_headers=up.headers,
+                upstream_cors=head.upstream_cors,
+                cookies=head.cookies,
+                body=None if capture is None else bytes(capture),
+                upstream_port=gen.target.port,
+                retried=retried,
             )
-
-    def _report_conflict(
-        self, upstream_cors: Sequence[tuple[str, str]], decision: ActualDecision, rec: Record
-    ) -> None:
-        ours = dict(decision.headers)
-        changes = []
-        for name, value in upstream_cors:
-            key = (name.lower(), value)
-            if key in self._conflicts_seen:
-                continue  # warn once per distinct value
-            self._conflicts_seen.add(key)
-            canon = next((k for k in ours if k.lower() == name.lower()), None)
-            now = f"replaced with {ours[canon]!r}" if canon else "removed"
-            changes.append(f"{name}: {value!r} {now}")
-        if changes:
-            rec.note = (
-                f"upstream also sends its own CORS headers: {'; '.join(changes)} "
-                "(upstream_cors: override; turn off the app's own CORS, e.g. flask-cors, "
-                "or set upstream_cors: preserve)"
-            )
+        ).apply(rec)
 
     # -- the proxy's own answers ----------------------------------------------------------
 
-    async def error_response(
+    async def answer_unreachable(
         self, request: Downstream, gen: Generation, exc: UpstreamError, rec: Record
     ) -> None:
+        """502/504 with the rule's CORS headers when the upstream cannot be reached."""
         decision = gen.policy.actual(path=request.raw_path, origin=rec.origin, error=True)
         headers: HeaderList = [(PROXY_ERROR_HEADER, exc.reason)]
         if decision.allowed:
@@ -378,7 +313,7 @@ class Forwarder:
             headers.append(("Vary", "Origin"))
         detail = exc.detail or exc.reason
         cfg = gen.config
-        hint = await explain(exc, gen.target.host, gen.target.port, cfg.connect_timeout)
+        hint = await unreachable_hint(exc, gen.target.host, gen.target.port, cfg.connect_timeout)
         if hint:
             detail += f"; {hint}"
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
@@ -389,7 +324,7 @@ class Forwarder:
         )
 
 
-def _cors_word(decision: ActualDecision, origin: str | None) -> str:
+def _cors_word(decision: ActualDecision, origin: str | None) -> CorsWord:
     if decision.rule is None:
         return "no-rule"
     if origin is None:

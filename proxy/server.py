@@ -118,7 +118,7 @@ class ProxyServer:
         """Any other body-less request from the fast lane (never an own endpoint or
         an upgrade: those are handed over to aiohttp)."""
         assert self.forwarder is not None
-        await self.forwarder.proxy(down)
+        await self.forwarder.forward(down)
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
@@ -127,7 +127,7 @@ class ProxyServer:
             return await self.websocket(request)
         assert self.forwarder is not None
         down = AiohttpDownstream(request)
-        await self.forwarder.handle(down)
+        await self.forwarder.serve(down)
         assert down.response is not None, "the forwarder answers every request"
         return down.response
 

@@ -1,27 +1,269 @@
-"""What the browser will do with an exchange, and what to change (pure).
+"""What the browser will do with an exchange, and what to tell the developer (pure).
 
-Glue between the policy's decisions and the browser oracle (``verdict``), the near-miss
-hints (``hints``) and the cookie doctor (``cookies``): the forwarder hands in what it
-saw on both sides, this module returns the words for the log line.
+The forwarder hands ``Explainer.explain`` what it saw on both sides of one exchange (a
+``Seen``); the answer (an ``Explanation``) is what the log record gets. This module is
+the glue between the browser oracle (``oracle``), the near-miss hints (``near_miss``),
+the cookie doctor (``cookies``), the error-page reader (``error_body``) and the
+impostor check (``unreachable``); it never decides anything about the exchange.
+
+An ``Explainer`` remembers what it has said (an upstream CORS value it replaced, a cookie
+problem), so a page that polls does not get the same paragraph on every line. That
+memory is bounded: ``MAX_REMEMBERED`` entries per table, each key at most
+``MAX_KEY_CHARS`` characters (a longer one is remembered by its digest), the oldest
+forgotten first — clients choose some of those values (``Origin``, ``Host``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Container, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from proxy.diagnosis.cookies import diagnose_set_cookie
+from proxy.diagnosis.error_body import diagnose_body
 from proxy.diagnosis.near_miss import near_misses
 from proxy.diagnosis.oracle import Exchange, evaluate
-from proxy.policy.fetch import SAFELISTED_METHODS
+from proxy.diagnosis.unreachable import impostor
+from proxy.log.record import BrowserVerdict, Record
+from proxy.policy.cors import CorsRule
+
+MAX_REMEMBERED: Final = 256  # entries per table of things already said
+MAX_KEY_CHARS: Final = 256  # a longer key is kept as a 32-character digest
+_SHOWN_VALUE: Final = 120  # characters of an upstream header value quoted in a note
 
 
-@dataclass(frozen=True)
-class Advice:
-    verdict: str  # "allowed" | "blocked"
-    console: str  # Chromium's console text for a blocked exchange
-    hints: tuple[str, ...]  # near misses and causes
-    fix: str  # the YAML change, when the proxy's rules are the cause
+@dataclass(slots=True)
+class Seen:
+    """What the forwarder saw of one exchange, on both sides."""
+
+    method: str  # the request's; for a preflight, its Access-Control-Request-Method
+    url: str  # what the page fetched: the proxy's scheme and Host, and the raw path
+    origin: str | None  # the request's Origin (repeated lines joined)
+    client_origin: str  # the proxy's own origin as the page addressed it
+    request_headers: Container[str]  # case-insensitive names, for the credentials guess
+    rule: CorsRule | None  # the rule the decision names
+    allowed: bool  # the proxy's CORS decision
+    fix: str  # the decision's YAML change, when the proxy's rules refused
+    status: int  # what the client got
+    response_headers: Sequence[tuple[str, str]]  # what the client got
+    preflight: bool = False  # the proxy answered a preflight
+    unsafe_headers: tuple[str, ...] = ()  # a preflight's Access-Control-Request-Headers
+    override: bool = True  # upstream_cors: override
+    upstream_headers: Sequence[tuple[str, str]] = ()  # as the upstream sent them
+    upstream_cors: Sequence[tuple[str, str]] = ()  # its own Access-Control-* fields
+    cookies: Sequence[str] = ()  # its Set-Cookie values
+    body: bytes | None = None  # the start of an error body (4xx/5xx), else None
+    upstream_port: int = 0
+    retried: bool = False  # served after waiting for the upstream to come back
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What the log record gets; empty fields leave the record as it is."""
+
+    verdict: BrowserVerdict | Literal[""] = ""
+    console: str = ""  # Chromium's console text for a blocked exchange
+    hints: tuple[str, ...] = ()  # near misses, causes, cookie problems
+    fix: str = ""  # the YAML change, when the proxy's rules are the cause
+    diagnosis: str = ""  # the upstream's real error
+    notes: tuple[str, ...] = ()  # each said once, in the order they arose
+
+    def apply(self, rec: Record) -> None:
+        if self.verdict:
+            rec.verdict = self.verdict
+        if self.console:
+            rec.console = self.console
+        if self.fix:
+            rec.fix = self.fix
+        if self.diagnosis:
+            rec.diagnosis = self.diagnosis
+        rec.hints += self.hints
+        for note in self.notes:
+            rec.add_note(note)
+
+
+NOTHING: Final = Explanation()
+
+
+class Once:
+    """Keys already seen, the oldest forgotten past ``limit`` entries."""
+
+    def __init__(self, limit: int = MAX_REMEMBERED) -> None:
+        self.limit = limit
+        self._keys: dict[Hashable, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def first(self, key: Hashable) -> bool:
+        """True the first time ``key`` is seen (again after it was forgotten)."""
+        key = _bounded(key)
+        if key in self._keys:
+            return False
+        if len(self._keys) >= self.limit:
+            del self._keys[next(iter(self._keys))]
+        self._keys[key] = None
+        return True
+
+
+def _bounded(key: Hashable) -> Hashable:
+    if isinstance(key, tuple):
+        return tuple(_bounded(part) for part in key)
+    if isinstance(key, str) and len(key) > MAX_KEY_CHARS:
+        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return key
+
+
+@dataclass
+class Explainer:
+    """Explains exchanges; owns what has been said already (one per forwarder)."""
+
+    conflicts_said: Once = field(default_factory=Once)  # upstream CORS values replaced
+    cookies_said: Once = field(default_factory=Once)  # cookie problems
+
+    @staticmethod
+    def quiet(
+        allowed: bool,
+        override: bool,
+        status: int,
+        upstream_cors: Sequence[object],
+        cookies: Sequence[object],
+        retried: bool,
+    ) -> bool:
+        """True when ``explain`` would say nothing about a forwarded exchange, asked
+        before a ``Seen`` is built: most exchanges are this one (the hot path)."""
+        return (
+            allowed
+            and override
+            and status < 400
+            and not upstream_cors
+            and not cookies
+            and not retried
+        )
+
+    def explain(self, seen: Seen) -> Explanation:
+        """The browser's verdict, hints, diagnosis and notes for one exchange."""
+        cross_origin = seen.origin is not None and seen.origin != seen.client_origin
+        if self.quiet(
+            seen.allowed,
+            seen.override,
+            seen.status,
+            seen.upstream_cors,
+            seen.cookies if cross_origin else (),
+            seen.retried,
+        ):
+            return NOTHING
+        verdict: BrowserVerdict | Literal[""] = ""
+        console = fix = diagnosis = ""
+        hints: list[str] = []
+        notes: list[str] = []
+        if seen.allowed and seen.override and seen.upstream_cors:
+            conflict = self._conflict(seen)
+            if conflict:
+                notes.append(conflict)
+        if cross_origin or seen.preflight:
+            # With override our headers are right by construction (and tested in
+            # Chromium): only refusals and the upstream's own headers need the oracle.
+            if not seen.allowed or not seen.override:
+                verdict, console, found, fix = _browser_view(seen)
+                hints += found
+            if seen.cookies and seen.allowed:
+                hints += self._cookies(seen)
+        if seen.retried:
+            notes.append("served after waiting for the upstream to come back")
+        if seen.body is not None:
+            diagnosis, note = _upstream_error(seen)
+            if note:
+                notes.append(note)
+        return Explanation(verdict, console, tuple(hints), fix, diagnosis, tuple(notes))
+
+    def _conflict(self, seen: Seen) -> str:
+        ours = {name.lower(): value for name, value in seen.response_headers}
+        changes = []
+        for name, value in seen.upstream_cors:
+            if not self.conflicts_said.first((name.lower(), value)):
+                continue  # said once per distinct value
+            mine = ours.get(name.lower())
+            now = "removed" if mine is None else f"replaced with {_quoted(mine)}"
+            changes.append(f"{name}: {_quoted(value)} {now}")
+        if not changes:
+            return ""
+        return (
+            f"upstream also sends its own CORS headers: {'; '.join(changes)} "
+            "(upstream_cors: override; turn off the app's own CORS, e.g. flask-cors, "
+            "or set upstream_cors: preserve)"
+        )
+
+    def _cookies(self, seen: Seen) -> list[str]:
+        assert seen.origin is not None
+        rule = seen.rule
+        out = []
+        for problem in _cookie_problems(
+            seen.cookies,
+            page_origin=seen.origin,
+            proxy_origin=seen.client_origin,
+            credentials_allowed=bool(rule and rule.allow_credentials),
+            rule=rule.name if rule else None,
+        ):
+            if self.cookies_said.first(problem):  # once per distinct problem
+                out.append(problem)
+        return out
+
+
+def _browser_view(seen: Seen) -> tuple[BrowserVerdict, str, list[str], str]:
+    """What Chromium decides, its console text, the hints and the fix for a block."""
+    ex = Exchange(
+        seen.url,
+        seen.origin or "",
+        seen.method,
+        seen.unsafe_headers,
+        not seen.preflight and credentials_mode(seen.request_headers),
+        seen.preflight,
+    )
+    v = evaluate(ex, seen.status, seen.response_headers)
+    if v.allowed:
+        return "allowed", "", [], ""
+    hints = near_misses(seen.origin or "", seen.rule.origins if seen.rule else ())
+    if v.cause and not hints:
+        hints = [v.cause]
+    return "blocked", v.console, hints, seen.fix
+
+
+def _upstream_error(seen: Seen) -> tuple[str, str]:
+    """The upstream's real error (from its error page) and what the browser would have
+    reported without the proxy."""
+    assert seen.body is not None
+
+    def header(name: str) -> str | None:
+        return next((v for n, v in seen.upstream_headers if n.lower() == name), None)
+
+    other = impostor(header("server"), seen.upstream_port)
+    if other is not None:  # not the app at all: nothing else here is worth saying
+        return other, ""
+    diagnosis = ""
+    found = diagnose_body(
+        seen.status, header("content-type"), header("content-encoding"), seen.body
+    )
+    if found is not None:
+        summary = found.summary
+        if found.hint and found.kind == "werkzeug-generic":
+            summary = summary.split(":", 1)[0]  # the stock description adds nothing
+        diagnosis = summary + (f" ({found.hint})" if found.hint else "")
+    upstream_acao = any(n.lower() == "access-control-allow-origin" for n, _ in seen.upstream_cors)
+    note = ""
+    if seen.allowed and not upstream_acao:
+        note = (
+            "without cors-proxy the browser would have reported a CORS error "
+            "(the upstream sent no Access-Control-Allow-Origin) instead of this "
+            f"{seen.status}"
+        )
+    return diagnosis, note
+
+
+def _quoted(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_VALUE else text[: _SHOWN_VALUE - 4] + "...'"
 
 
 def credentials_mode(headers: Container[str]) -> bool:
@@ -30,35 +272,7 @@ def credentials_mode(headers: Container[str]) -> bool:
     return "Cookie" in headers or "Authorization" in headers
 
 
-def advise(
-    *,
-    url: str,
-    origin: str,
-    method: str,
-    unsafe_header_names: tuple[str, ...],
-    credentials: bool,
-    preflight: bool,
-    status: int,
-    response_headers: Sequence[tuple[str, str]],
-    configured_origins: Sequence[str],
-    fix: str = "",
-) -> Advice:
-    """Evaluate the response as Chromium would; explain a block."""
-    ex = Exchange(url, origin, method, unsafe_header_names, credentials, preflight)
-    v = evaluate(ex, status, response_headers)
-    if v.allowed:
-        return Advice("allowed", "", (), "")
-    hints = tuple(near_misses(origin, configured_origins))
-    if v.cause and not hints:
-        hints = (v.cause,)
-    return Advice("blocked", v.console, hints, fix)
-
-
-def preflight_needed(method: str, unsafe_header_names: Sequence[str]) -> bool:
-    return method not in SAFELISTED_METHODS or bool(unsafe_header_names)
-
-
-def cookie_problems(
+def _cookie_problems(
     set_cookies: Sequence[str],
     *,
     page_origin: str,

@@ -46,7 +46,9 @@ async def resolved(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def explain(exc: UpstreamError, host: str, port: int, connect_timeout: float) -> str | None:
+async def unreachable_hint(
+    exc: UpstreamError, host: str, port: int, connect_timeout: float
+) -> str | None:
     """A hint for a connect that failed, or None when there is nothing to add."""
     host = host.strip("[]")
     if exc.reason == "connection refused":

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from proxy.policy.bounded import remember
 
@@ -38,23 +38,44 @@ def _plain(text: str, color: str) -> str:
     return text
 
 
+# The CORS decision's word on the line (``cors=allowed[frontend]``).
+CorsWord = Literal[
+    "allowed",  # forwarded; the origin is allowed by the rule named
+    "denied",  # forwarded without CORS headers: the rule does not allow the origin
+    "no-origin",  # forwarded; the request had no Origin (same-origin, curl)
+    "no-rule",  # forwarded; no rule covers the path
+    "preflight-ok",  # a preflight the proxy answered with 204
+    "preflight-denied",  # a preflight the proxy refused
+    "ws",  # a WebSocket bridged (or being bridged)
+    "ws-denied",  # a WebSocket refused for its Origin
+]
+# What Chromium does with a cross-origin exchange ("" when not evaluated).
+BrowserVerdict = Literal["allowed", "blocked"]
+NOTE_SEPARATOR = " | "  # between notes in ``Record.note``
+MAX_NOTE = 1000  # characters of the notes on a text line (each other extra: 500)
+
+
 @dataclass(slots=True)
 class Record:
     method: str
     path: str
     status: int
     origin: str | None
-    cors: str  # allowed | denied | preflight-ok | preflight-denied | no-origin | no-rule | ...
+    cors: CorsWord
     rule: str | None
     ms: float
     reason: str = ""  # why CORS was denied, or what went wrong
     diagnosis: str = ""  # the upstream's real error, e.g. a Werkzeug one-liner
-    note: str = ""  # what the browser would have done without the proxy, hints
-    verdict: str = ""  # the browser's verdict on a cross-origin exchange: allowed | blocked
+    note: str = ""  # notes on the exchange, in order, joined by NOTE_SEPARATOR
+    verdict: BrowserVerdict | Literal[""] = ""  # the browser's, on a cross-origin exchange
     console: str = ""  # for a blocked one, the text Chromium prints in its console
     hints: tuple[str, ...] = ()  # near misses, causes, cookie problems
     fix: str = ""  # the YAML change that would let it through
     repro: tuple[str, ...] = ()  # curl commands reproducing a blocked exchange (--explain)
+
+    def add_note(self, note: str) -> None:
+        """Notes accumulate: a later one never hides an earlier one."""
+        self.note = f"{self.note}{NOTE_SEPARATOR}{note}" if self.note else note
 
     def text(self, color: bool = False) -> str:
         return self.template(color).render(self.ms)
@@ -102,7 +123,7 @@ class Record:
             self.reason or self.diagnosis or self.console or self.hints or self.fix or self.repro
         ):
             if self.note:  # the common extra (a preflight's "for PUT"): no list to build
-                after += " | " + paint(safe(self.note, 500), _DIM)
+                after += " | " + paint(safe(self.note, MAX_NOTE), _DIM)
             return LineTemplate(before, after, False)
         extras = [(self.reason, cors_color), (self.diagnosis, _RED)]
         if self.console:
@@ -110,10 +131,11 @@ class Record:
         extras += [(h, _DIM) for h in self.hints]
         if self.fix:
             extras.append((f"fix: {self.fix}", _GREEN))
-        extras.append((self.note, _DIM))
         for extra, tone in extras:
             if extra:
                 after += " | " + paint(safe(extra, 500), tone)
+        if self.note:
+            after += " | " + paint(safe(self.note, MAX_NOTE), _DIM)
         for command in self.repro:
             after += f"\n    reproduce: {safe(command, 2000)}"
         return LineTemplate(before, after, False)

@@ -158,7 +158,7 @@ class TestServedHere:
         async def broken(request: object) -> None:
             raise RuntimeError("simulated bug")
 
-        monkeypatch.setattr(forwarder, "proxy", broken)
+        monkeypatch.setattr(forwarder, "forward", broken)
         reply = await raw_request(proxy.port, GET)
         assert reply.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
         assert b"Connection: close" in reply

@@ -300,6 +300,20 @@ class TestErrors:
         assert "in boom)" in line
         assert "would have reported a CORS error" in line
 
+    async def test_notes_accumulate(
+        self, make_proxy: MakeProxy, upstream: Upstream, session
+    ) -> None:
+        """The note about the upstream's own CORS headers and the 500's note both reach
+        the line (the second used to overwrite the first)."""
+        p = await make_proxy(upstream.url)
+        path = "/api/status/500?own_cors=X-Own"
+        async with session.get(p.url + path, headers={"Origin": ORIGIN}) as r:
+            assert r.status == 500
+            assert "Access-Control-Allow-Headers" not in r.headers
+        line = next(ln for ln in (await p.logs()).splitlines() if path in ln)
+        assert "Access-Control-Allow-Headers: 'X-Own' removed" in line, line
+        assert "would have reported a CORS error" in line, line
+
     async def test_generic_500_points_at_the_flask_console(
         self, make_proxy: MakeProxy, upstream: Upstream, session
     ) -> None:

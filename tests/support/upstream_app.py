@@ -131,7 +131,10 @@ def create_app(hits: list[str] | None = None) -> Flask:
 
     @app.get("/api/status/<int:code>")
     def status(code: int) -> Response:
-        return make_response({"error": f"status {code}"}, code)
+        resp = make_response({"error": f"status {code}"}, code)
+        if request.args.get("own_cors"):  # an app with some CORS of its own, but no ACAO
+            resp.headers["Access-Control-Allow-Headers"] = request.args["own_cors"]
+        return resp
 
     return app
 

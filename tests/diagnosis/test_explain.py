@@ -1,0 +1,132 @@
+"""explain(): what the forwarder saw becomes what the log record gets (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.diagnosis.explain import MAX_KEY_CHARS, NOTHING, Explainer, Once, Seen
+from proxy.log.record import Record
+from proxy.policy.cors import CorsRule
+
+ORIGIN = "http://localhost:3000"
+PROXY = "http://localhost:8080"
+RULE = CorsRule("frontend", origins=(ORIGIN,), allow_credentials=True)
+ACAO = ("Access-Control-Allow-Origin", ORIGIN)
+
+
+def seen(**kw: Any) -> Seen:
+    base: dict[str, Any] = {
+        "method": "GET",
+        "url": PROXY + "/api/x",
+        "origin": ORIGIN,
+        "client_origin": PROXY,
+        "request_headers": {},
+        "rule": RULE,
+        "allowed": True,
+        "fix": "",
+        "status": 200,
+        "response_headers": [ACAO],
+    }
+    return Seen(**{**base, **kw})
+
+
+def record() -> Record:
+    return Record("GET", "/api/x", 200, ORIGIN, "allowed", "frontend", 1.0)
+
+
+def test_the_common_exchange_has_nothing_to_say() -> None:
+    assert Explainer().explain(seen()) is NOTHING
+
+
+def test_notes_accumulate_in_order() -> None:
+    e = Explainer().explain(
+        seen(
+            status=500,
+            upstream_cors=[("Access-Control-Allow-Headers", "*")],
+            body=b"oops",
+            retried=True,
+        )
+    )
+    assert [n.split(" ", 3)[:3] for n in e.notes] == [
+        ["upstream", "also", "sends"],
+        ["served", "after", "waiting"],
+        ["without", "cors-proxy", "the"],
+    ]
+    rec = record()
+    rec.add_note("first")
+    e.apply(rec)
+    assert rec.note.split(" | ")[0] == "first"
+    assert rec.note.count(" | ") == 3
+    assert "Access-Control-Allow-Headers: '*' removed" in rec.text()
+    assert "would have reported a CORS error" in rec.text()
+
+
+def test_a_conflict_is_said_once_per_value() -> None:
+    explainer = Explainer()
+    mine = [("Access-Control-Allow-Origin", "*")]
+    first = explainer.explain(seen(upstream_cors=mine))
+    assert first.notes
+    assert "'*' replaced with 'http://localhost:3000'" in first.notes[0]
+    assert explainer.explain(seen(upstream_cors=mine)).notes == ()
+    other = explainer.explain(seen(upstream_cors=[("Access-Control-Allow-Origin", "x")]))
+    assert other.notes
+
+
+def test_upstream_values_are_shortened_in_the_note() -> None:
+    e = Explainer().explain(seen(upstream_cors=[("Access-Control-Allow-Headers", "x" * 5000)]))
+    assert len(e.notes[0]) < 400
+
+
+def test_cookie_problems_said_once() -> None:
+    explainer = Explainer()
+    page = "http://127.0.0.1:3000"  # another site than the proxy's localhost
+    cookie = ["session=1; Path=/"]
+    rule = CorsRule("any", origins=(page,), allow_credentials=True)
+    first = explainer.explain(seen(origin=page, rule=rule, cookies=cookie))
+    assert any("third-party cookie" in h for h in first.hints), first
+    assert explainer.explain(seen(origin=page, rule=rule, cookies=cookie)).hints == ()
+
+
+def test_refused_origin_gets_the_browsers_words_and_the_fix() -> None:
+    e = Explainer().explain(
+        seen(
+            origin="http://127.0.0.1:3000",
+            allowed=False,
+            fix='add "http://127.0.0.1:3000" to rules[0].origins',
+            response_headers=[],
+        )
+    )
+    assert e.verdict == "blocked"
+    assert "No 'Access-Control-Allow-Origin' header" in e.console
+    assert e.hints
+    assert "different host" in e.hints[0]
+    assert e.fix.startswith("add ")
+
+
+def test_once_is_bounded_and_forgets_the_oldest() -> None:
+    once = Once(limit=3)
+    assert all(once.first(k) for k in ("a", "b", "c", "d"))
+    assert len(once) == 3
+    assert once.first("a")  # forgotten, so said again
+    assert not once.first("d")
+
+
+def test_once_keeps_long_keys_as_digests() -> None:
+    once = Once(limit=10)
+    long = "o" * (MAX_KEY_CHARS * 100)
+    assert once.first(("cookie", long))
+    assert not once.first(("cookie", long))
+    assert once.first(("cookie", long + "!"))
+    stored = [key for key in once._keys if isinstance(key, tuple)]
+    assert all(len(part) <= MAX_KEY_CHARS for key in stored for part in key)
+
+
+def test_hostile_values_cannot_grow_the_memory() -> None:
+    explainer = Explainer()
+    for n in range(2000):
+        page = f"http://h{n}.test"
+        rule = CorsRule("any", origins=(page,), allow_credentials=True)
+        explainer.explain(seen(origin=page, rule=rule, cookies=["a=1; SameSite=None"]))
+        explainer.explain(seen(upstream_cors=[("Access-Control-Allow-Origin", f"v{n}")]))
+    assert len(explainer.cookies_said) <= explainer.cookies_said.limit
+    assert len(explainer.conflicts_said) <= explainer.conflicts_said.limit
