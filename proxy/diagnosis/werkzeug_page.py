@@ -48,6 +48,10 @@ _PACKAGE_ROOT = re.compile(
 _MESSAGE_LIMIT = 200  # keeps the location visible when the message is a huge repr
 # HTMLParser is only a fallback; bound its input so a hostile page cannot make it slow.
 _HTML_LIMIT = 512 * 1024
+# A "<" that opens no tag is data to HTMLParser, which steps over it one character per
+# turn of its loop (2 s for a 512 KiB run of "<"): written as "&lt;" it is the same data,
+# read in one piece.
+_STRAY_LT = re.compile(r"<(?![A-Za-z/!?])")
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def _from_html(text: str) -> tuple[Frame, ...]:
     chunk = text[start : stop if stop >= 0 else start + _HTML_LIMIT][:_HTML_LIMIT]
     parser = _FrameCollector()
     try:
-        parser.feed(chunk)
+        parser.feed(_STRAY_LT.sub("&lt;", chunk))
     except (AssertionError, ValueError):  # HTMLParser's "should not happen" paths
         return ()
     if not parser.complete:
