@@ -34,6 +34,8 @@ def test_example_config_loads() -> None:
         "http://127.0.0.1:5000",
     )
     assert [r.name for r in cfg.rules] == ["frontend", "everything-else"]
+    for rule in cfg.rules:  # a page on Vite's dev server works too
+        assert {"http://localhost:3000", "http://localhost:5173"} <= set(rule.origins)
     assert cfg.rules[0].allow_headers == ("content-type", "authorization", "x-requested-with")
     assert cfg.warnings == ()
 

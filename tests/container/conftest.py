@@ -33,13 +33,13 @@ from tests.container.support import (
 def podman_ready() -> None:
     if shutil.which("podman") is None:
         pytest.fail(
-            "podman is not installed: run `bash ../shared/container/make-base-image.sh` "
+            "podman is not installed: run `bash .ci/make-base-image.sh` as root "
             "(the container tests fail rather than skip)"
         )
     if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
         pytest.fail(
-            f"base image {BASE_IMAGE} is missing: run "
-            "`bash ../shared/container/make-base-image.sh` (or set CORS_PROXY_TEST_BASE_IMAGE)"
+            f"base image {BASE_IMAGE} is missing: run `bash .ci/make-base-image.sh` as root "
+            "(or set CORS_PROXY_TEST_BASE_IMAGE to an image you can pull)"
         )
 
 

@@ -1,6 +1,6 @@
 """Helpers for the container tests: podman, plain HTTP, waiting, names and ports.
 
-These tests drive podman (rootful, as set up by ``../shared/container/make-base-image.sh``;
+These tests drive podman (rootful, as set up by ``.ci/make-base-image.sh``;
 the same commands work with Docker's CLI semantics). They FAIL, never skip, when podman,
 the base image, the build or a container does not work: CI must not go green by not
 testing the image.
@@ -9,8 +9,9 @@ Environment knobs:
 
 ``CORS_PROXY_TEST_BASE_IMAGE``
     the ``BASE_IMAGE`` build argument (default ``localhost/python:3.11-slim-local``,
-    the local stand-in for ``python:3.11-slim``; set ``python:3.11-slim`` where Docker
-    Hub is reachable).
+    the local stand-in for ``python:3.11-slim`` that ``.ci/make-base-image.sh`` builds from
+    Debian's packages; set ``python:3.11-slim`` where Docker Hub is reachable, and that
+    script pulls it instead).
 
 Every container, pod and compose project gets a unique name, so two runs on one
 machine do not collide, and every port is published on 127.0.0.1 only. Tests talk to

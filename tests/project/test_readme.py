@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from proxy.cli import _parser
 from proxy.diagnosis.oracle import Exchange, evaluate
 from tests.support import ROOT
 
@@ -47,3 +50,40 @@ def test_table_row_is_what_the_oracle_prints(case: str) -> None:
     assert not verdict.allowed
     tail = verdict.console.split("has been blocked by CORS policy: ", 1)[1]
     assert f"| `{tail}` |" in README, tail
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def test_command_line_table_lists_every_flag() -> None:
+    """Every flag of ``cors-proxy --help`` has its row in the README's "Command line"."""
+    rows = [line for line in _section("Command line").splitlines() if line.startswith("| `")]
+    flags = [
+        flag
+        for action in _parser()._actions
+        for flag in action.option_strings
+        if flag.startswith("--")
+    ]
+    assert flags, "no flags found"
+    missing = [f for f in flags if not any(re.search(rf"[` ]{f}(?![\w-])", r) for r in rows)]
+    assert not missing, f"flags without a row in the README's command-line table: {missing}"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    """CI (``.ci/run``) runs exactly the test command the README gives."""
+    command = "bash .ci/setup-machine && python -m pytest"
+    assert f"\n{command}\n" in _section("Quickstart")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    runs = [line for line in ci.splitlines() if "python -m pytest" in line]
+    assert runs == [command], runs
+
+
+def test_quickstart_points_the_page_at_localhost() -> None:
+    """The page on http://localhost:3000 calls the proxy as http://localhost:8080: the same
+    site, so cookies work (127.0.0.1 there is the cookie trap the README warns about)."""
+    quickstart = _section("Quickstart")
+    assert "at **`http://localhost:8080`**" in quickstart
+    assert "frontend at `http://127.0.0.1:8080`" not in README

@@ -17,7 +17,8 @@ def test_check_ok_prints_normalized_rules() -> None:
     assert "config OK" in r.stdout
     assert "rules[0] 'frontend': paths /api/*" in r.stdout
     assert (
-        "origins: http://localhost:3000, http://127.0.0.1:3000, https://*.example.com" in r.stdout
+        "origins: http://localhost:3000, http://localhost:5173, http://127.0.0.1:3000, "
+        "https://*.example.com" in r.stdout
     )
 
 
