@@ -41,11 +41,9 @@ from httptools_floor import Floor, fixed_headers  # noqa: E402
 
 from proxy.config.loader import load  # noqa: E402
 from proxy.config.model import Overrides  # noqa: E402
-from proxy.forward import Forwarder  # noqa: E402
-from proxy.generation import Generation  # noqa: E402
 from proxy.http.fastlane import FastServer  # noqa: E402
-from proxy.http.rawclient import RawUpstream, _Conn  # noqa: E402
-from proxy.log.sink import LogSink  # noqa: E402
+from proxy.http.rawclient import RawUpstream  # noqa: E402
+from proxy.server import KEEPALIVE_TIMEOUT, ProxyServer  # noqa: E402
 
 ORIGIN = "http://localhost:3000"
 UPSTREAM = "http://127.0.0.1:9"  # never connected to: the transport is fake
@@ -103,7 +101,7 @@ class ClientTransport:
 class UpstreamTransport(ClientTransport):
     """The upstream's side: each request head is answered on the next loop turn."""
 
-    def __init__(self, conn: _Conn) -> None:
+    def __init__(self, conn: asyncio.Protocol) -> None:
         super().__init__()
         self.conn = conn
 
@@ -111,30 +109,21 @@ class UpstreamTransport(ClientTransport):
         asyncio.get_running_loop().call_soon(self.conn.data_received, RESPONSE)
 
 
+async def fake_connection(factory: Callable[[], asyncio.Protocol]) -> None:
+    conn = factory()
+    conn.connection_made(UpstreamTransport(conn))  # type: ignore[arg-type]
+
+
 def fake_upstream() -> RawUpstream:
-    client = RawUpstream(UPSTREAM, connect_timeout=5, read_timeout=30)
-
-    async def connect() -> _Conn:
-        conn = _Conn(client.buffer_limit)
-        conn.transport = UpstreamTransport(conn)  # type: ignore[assignment]
-        return conn
-
-    client._connect = connect  # type: ignore[method-assign]
-    return client
+    return RawUpstream(UPSTREAM, connect_timeout=5, read_timeout=30, opener=fake_connection)
 
 
 def product() -> tuple[asyncio.Protocol, Callable[[], None]]:
     cfg = load(None, Overrides(upstream=UPSTREAM, origins=(ORIGIN,), listen="127.0.0.1:0"))
-    gen = Generation.build(1, cfg)
-    sink = LogSink(io.StringIO(), "text")  # the line is built and buffered; not printed
-    forwarder = Forwarder(lambda: gen, fake_upstream(), sink)
-    server = FastServer(
-        forwarder.answer_now,
-        forwarder.answer_again,
-        forwarder.forward,
-        asyncio.Protocol,
-        sink.message,
-    )
+    # The proxy as the fast lane's handler, never started (no socket); its log line is
+    # built and buffered, not printed.
+    proxy = ProxyServer(cfg, log_stream=io.StringIO(), make_client=lambda cfg: fake_upstream())
+    server = FastServer(proxy, keepalive_timeout=KEEPALIVE_TIMEOUT)
     lane = server.make()
 
     def cleanup() -> None:

@@ -1,8 +1,10 @@
 """Forward one HTTP exchange: preflights answered here, everything else streamed (I/O).
 
 The decisions come from the pure side (``cors``, ``headers``, ``diagnostics``); this
-module only moves bytes and headers between the client (a ``Downstream``: the fast lane
-or aiohttp's server) and the upstream client, and writes one log record per exchange.
+module only moves bytes and headers between the client (a ``RequestView`` and a
+``ResponseSink``, from the fast lane or aiohttp's server) and the upstream client, and
+writes one log record per exchange. A fast-lane request comes with its ``RequestPlan``
+(proxy/generation.py): what its head means was worked out once per config generation.
 """
 
 from __future__ import annotations
@@ -17,66 +19,76 @@ from proxy.diagnosis.error_body import MAX_CAPTURE
 from proxy.diagnosis.explain import Explainer, Seen
 from proxy.diagnosis.repro import curl_commands
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
-from proxy.generation import Generation
-from proxy.http.downstream import Downstream, Replay
+from proxy.generation import Generation, RequestPlan, ResponsePlan
+from proxy.http.downstream import Fields, Replay, RequestView, ResponseSink
 from proxy.http.probe import unreachable_hint
-from proxy.http.upstream import UpstreamClient, UpstreamResponse
-from proxy.log.record import CorsWord, LineTemplate, Record
+from proxy.http.upstream import UpstreamResponse
+from proxy.log.record import CorsWord, LineStart, LineTemplate, Record
 from proxy.policy.cors import PROXY_ERROR_HEADER, ActualDecision
-from proxy.policy.headers import (
-    HeaderList,
-    ResponseHead,
-    response_head,
-    upstream_request_headers,
-)
+from proxy.policy.headers import HeaderList, upstream_request_headers
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_CLOSED_RETRIES = 2  # a safe request whose connection closed unanswered goes again
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 9.2.1: no side effects
 RETRY_STEP = 0.1  # seconds between connect attempts while the upstream restarts
 RETRY_REASONS = frozenset({"connection refused", "connection failed"})  # connect-time only
+# Characters of the Origin field (its lines joined) that are matched and logged: no browser
+# sends one this long, so a longer one is cut (and never allowed) instead of being kept.
+MAX_ORIGIN = 1024
 
 
 class Log(Protocol):
     """Where the one line per exchange goes (app.LogSink)."""
 
-    def record(self, rec: Record) -> None: ...
-    def template(self, rec: Record) -> LineTemplate: ...
+    def record(self, rec: Record, start: LineStart | None = None) -> None: ...
+    def start(self, rec: Record) -> LineStart: ...
+    def template(self, rec: Record, start: LineStart | None = None) -> LineTemplate: ...
     def line(self, text: str) -> None: ...
 
 
 class Forwarder:
-    def __init__(self, current: Callable[[], Generation], client: UpstreamClient, log: Log) -> None:
+    def __init__(self, current: Callable[[], Generation], log: Log) -> None:
         self.current = current
-        self.client = client
         self.log = log
         self.explainer = Explainer()  # what the log has said already (bounded)
 
-    async def serve(self, request: Downstream) -> None:
+    async def serve(self, request: RequestView, response: ResponseSink) -> None:
         """One exchange: a preflight answered here, anything else forwarded."""
-        if not self.answer_now(request):
-            await self.forward(request)
+        if not self.answer_now(request, response):
+            await self.forward(request, response)
 
-    def answer_now(self, request: Downstream) -> bool:
-        """Answer a preflight, which needs no await; False for anything else."""
+    def answer_now(
+        self, request: RequestView, response: ResponseSink, plan: RequestPlan | None = None
+    ) -> Replay | bool:
+        """Answer a preflight, which needs no await; False for anything else. For an
+        allowed one with a ``plan``: its ``Replay``, the answer that every request with
+        the same head gets under this generation (the fast lane sends it again)."""
         if request.method != "OPTIONS":
             return False
-        origins = request.headers.getall("Origin", ())
+        origin = _origin(request)
         acrm = request.headers.getall("Access-Control-Request-Method", ())
-        if not origins or not acrm:
+        if origin is None or not acrm:
             return False
-        # Two Origin lines never come from a browser; joined they match no rule.
-        self.answer_preflight(request, self.current(), ", ".join(origins), ", ".join(acrm))
-        return True
+        gen = plan.generation if plan is not None else self.current()
+        replay = self.answer_preflight(request, response, gen, origin, ", ".join(acrm), plan)
+        return replay or True
 
-    async def forward(self, request: Downstream) -> None:
+    async def forward(
+        self, request: RequestView, response: ResponseSink, plan: RequestPlan | None = None
+    ) -> None:
         """Forward a request to the upstream and relay its answer (or answer why not),
         then write the exchange's log line."""
-        gen = self.current()
         started = time.monotonic()
-        origins = request.headers.getall("Origin", ())
-        origin = ", ".join(origins) if origins else None
-        decision = gen.policy.actual(path=request.raw_path, origin=origin)
+        origin = _origin(request)
+        if plan is None:
+            gen = self.current()
+            decision = gen.policy.actual(path=request.raw_path, origin=origin)
+        else:
+            gen = plan.generation
+            cached = plan.actual
+            if cached is None:
+                cached = plan.actual = gen.policy.actual(path=request.raw_path, origin=origin)
+            decision = cached
         rec = Record(
             request.method,
             request.raw_path,
@@ -90,26 +102,43 @@ class Forwarder:
         if gen.config.explain and rec.cors == "denied":
             rec.repro = _repro(request, origin or "", request.method, None)
         try:
-            await self.send_upstream(request, gen, decision, rec)
+            await self.send_upstream(request, response, gen, decision, rec, plan)
         finally:
             rec.ms = (time.monotonic() - started) * 1000
-            self.log.record(rec)
+            if plan is None:
+                self.log.record(rec)
+            else:
+                start = plan.line
+                if start is None:
+                    start = plan.line = self.log.start(rec)
+                self.log.record(rec, start)
 
     # -- preflight ------------------------------------------------------------------------
 
     def answer_preflight(
-        self, request: Downstream, gen: Generation, origin: str, acrm: str
-    ) -> None:
+        self,
+        request: RequestView,
+        response: ResponseSink,
+        gen: Generation,
+        origin: str,
+        acrm: str,
+        plan: RequestPlan | None = None,
+    ) -> Replay | None:
+        """A preflight's 204 or 403; for an allowed one with a ``plan``, its replay."""
         started = time.monotonic()
         acrh = request.headers.getall("Access-Control-Request-Headers", ())
-        pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
-        d = gen.policy.preflight(
-            path=request.raw_path,
-            origin=origin,
-            request_method=acrm,
-            request_headers=",".join(acrh) if acrh else None,
-            private_network=pna,
-        )
+        d = plan.preflight if plan is not None else None
+        if d is None:
+            pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
+            d = gen.policy.preflight(
+                path=request.raw_path,
+                origin=origin,
+                request_method=acrm,
+                request_headers=",".join(acrh) if acrh else None,
+                private_network=pna,
+            )
+            if plan is not None:
+                plan.preflight = d
         status = 204 if d.allowed else 403
         rec = Record(
             "OPTIONS",
@@ -143,86 +172,107 @@ class Forwarder:
             if gen.config.explain:
                 rec.repro = _repro(request, origin, acrm, ",".join(acrh))
         try:
-            if d.allowed:
-                request.respond(204, d.headers)  # a cached tuple: its serialization is too
-                request.may_replay(Replay(gen.number, d.headers, self.log.template(rec)))
-            else:
+            if not d.allowed:
                 text = f"cors-proxy: preflight rejected: {d.reason}\n"
-                request.respond(403, d.headers, text)
+                response.respond(403, d.headers, text)
+                return None
+            fields = Fields(d.headers)
+            response.respond(204, fields)
+            return Replay(204, fields, self.log.template(rec)) if plan is not None else None
         finally:
             self.log.record(rec)
-
-    def answer_again(self, replay: Replay, started: float) -> bool:
-        """Log a preflight the fast lane answers again from ``replay`` (the same head as
-        before); False, and no line, when a reload since may have changed the answer."""
-        if replay.generation != self.current().number:
-            return False
-        self.log.line(replay.line.render((time.monotonic() - started) * 1000))
-        return True
 
     # -- forwarding -----------------------------------------------------------------------
 
     async def send_upstream(
-        self, request: Downstream, gen: Generation, decision: ActualDecision, rec: Record
+        self,
+        request: RequestView,
+        response: ResponseSink,
+        gen: Generation,
+        decision: ActualDecision,
+        rec: Record,
+        plan: RequestPlan | None = None,
     ) -> None:
         """Send the request upstream, retrying while it restarts (``upstream_wait``)."""
         cfg = gen.config
         raw = request.header_list()
         if raw is None:
             rec.status, rec.reason = 400, "request header is not valid UTF-8"
-            return request.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
+            return response.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
         limit = cfg.max_body_bytes
         expect = request.headers.get("Expect", "").lower()
         if limit is not None and (request.content_length or 0) > limit:
-            _too_large(request, decision, rec, limit)  # refused before a byte is read
+            _too_large(response, decision, rec, limit)  # refused before a byte is read
             if expect == "100-continue":
                 # The client holds the body back until told to send it, so nothing is
                 # in flight: end the connection now instead of lingering to read it.
-                await request.close_now()
+                await response.close_now()
             return None
         if expect:
             if expect != "100-continue":
                 rec.status = 417
-                return request.respond(417, [], "cors-proxy: unsupported Expect\n")
+                return response.respond(417, [], "cors-proxy: unsupported Expect\n")
             if request.http11:
-                await request.send_continue()
-        headers = upstream_request_headers(
-            raw,
-            client_ip=request.remote,
-            scheme=request.scheme,
-            upstream_authority=gen.target.authority if cfg.host_header == "upstream" else None,
-        )
+                await response.send_continue()
+        headers, head = self._upstream_request(request, gen, raw, plan)
         body = _body(request, limit)
         deadline = time.monotonic() + cfg.upstream_wait
         retried = False
         closes = 0  # closed-before-answer retries: few, so a server that always hangs up
         while True:  # ... gets its 502 at once, not after upstream_wait
             try:
-                async with self.client.request(
+                async with gen.client.request(
                     request.method,
                     request.raw_path,
                     headers,
                     body,
                     idempotent=request.method in IDEMPOTENT,
+                    head=head,
                 ) as up:
-                    return await self.relay_response(request, gen, decision, up, rec, retried)
+                    return await self.relay_response(
+                        request, response, gen, decision, up, rec, retried
+                    )
             except UpstreamUnavailable as exc:
                 if isinstance(body, _LimitedBody) and body.exceeded:
                     assert limit is not None
-                    return _too_large(request, decision, rec, limit)
+                    return _too_large(response, decision, rec, limit)
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
-                    return await self.answer_unreachable(request, gen, exc, rec)
+                    return await self.answer_unreachable(request, response, gen, exc, rec)
                 if time.monotonic() + RETRY_STEP > deadline:
-                    return await self.answer_unreachable(request, gen, exc, rec)
+                    return await self.answer_unreachable(request, response, gen, exc, rec)
                 retried = True
                 await asyncio.sleep(RETRY_STEP)
             except UpstreamError as exc:
-                return await self.answer_unreachable(request, gen, exc, rec)
+                return await self.answer_unreachable(request, response, gen, exc, rec)
+
+    @staticmethod
+    def _upstream_request(
+        request: RequestView, gen: Generation, fields: HeaderList, plan: RequestPlan | None
+    ) -> tuple[HeaderList, bytes | None]:
+        """The headers to send upstream and, for a fast-lane request, the whole request
+        head, made once per head and client address (the plan keeps it)."""
+        if plan is not None:
+            cached = plan.upstream
+            if cached is not None and cached[0] == request.remote:
+                return [], cached[1]
+        cfg = gen.config
+        headers = upstream_request_headers(
+            fields,
+            client_ip=request.remote,
+            scheme=request.scheme,
+            upstream_authority=gen.target.authority if cfg.host_header == "upstream" else None,
+        )
+        if plan is None:
+            return headers, None
+        head = gen.client.head(request.method, request.raw_path, headers, body=False)
+        plan.upstream = (request.remote, head)
+        return headers, head
 
     async def relay_response(
         self,
-        request: Downstream,
+        request: RequestView,
+        response: ResponseSink,
         gen: Generation,
         decision: ActualDecision,
         up: UpstreamResponse,
@@ -233,26 +283,19 @@ class Forwarder:
         cfg = gen.config
         override = cfg.upstream_cors == "override"
         client_origin = f"{request.scheme}://{request.host}"
-        head = response_head(
-            up.headers,
-            decision,
-            override=override,
-            upstream_origins=gen.target.aliases,
-            client_origin=client_origin,
-        )
-        out = head.fields
+        head, date = gen.response_plan(up.headers, decision, client_origin)
         rec.status = up.status
         capture = bytearray() if up.status >= 400 else None
         try:
-            await request.start(up.status, up.reason, out)
+            await response.start(up.status, up.reason, head.fields, date)
             while chunk := await up.read():
                 if capture is not None and len(capture) < MAX_CAPTURE:
                     capture += chunk[: MAX_CAPTURE - len(capture)]
-                await request.write(chunk)
-            await request.finish()
+                await response.write(chunk)
+            await response.finish()
         except UpstreamBodyError as exc:
             rec.reason = f"{exc.reason}; the client got a truncated response"
-            request.abort()
+            response.abort()
         except (ConnectionError, asyncio.CancelledError) as exc:
             rec.reason = "client disconnected"
             if isinstance(exc, asyncio.CancelledError):
@@ -265,12 +308,12 @@ class Forwarder:
 
     def _explain(
         self,
-        request: Downstream,
+        request: RequestView,
         gen: Generation,
         decision: ActualDecision,
         up: UpstreamResponse,
         rec: Record,
-        head: ResponseHead,
+        head: ResponsePlan,
         capture: bytearray | None,
         retried: bool,
     ) -> None:
@@ -286,7 +329,7 @@ class Forwarder:
                 allowed=decision.allowed,
                 fix=decision.fix,
                 status=up.status,
-                response_headers=head.fields,
+                response_headers=head.fields.items,
                 override=gen.config.upstream_cors == "override",
                 upstream_headers=up.headers,
                 upstream_cors=head.upstream_cors,
@@ -300,7 +343,12 @@ class Forwarder:
     # -- the proxy's own answers ----------------------------------------------------------
 
     async def answer_unreachable(
-        self, request: Downstream, gen: Generation, exc: UpstreamError, rec: Record
+        self,
+        request: RequestView,
+        response: ResponseSink,
+        gen: Generation,
+        exc: UpstreamError,
+        rec: Record,
     ) -> None:
         """502/504 with the rule's CORS headers when the upstream cannot be reached."""
         decision = gen.policy.actual(path=request.raw_path, origin=rec.origin, error=True)
@@ -319,7 +367,7 @@ class Forwarder:
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
         rec.status = exc.status
         rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
-        request.respond(
+        response.respond(
             exc.status, headers, json.dumps(body) + "\n", content_type="application/json"
         )
 
@@ -332,7 +380,7 @@ def _cors_word(decision: ActualDecision, origin: str | None) -> CorsWord:
     return "allowed" if decision.allowed else "denied"
 
 
-def _repro(request: Downstream, origin: str, method: str, acrh: str | None) -> tuple[str, ...]:
+def _repro(request: RequestView, origin: str, method: str, acrh: str | None) -> tuple[str, ...]:
     url = f"{request.scheme}://{request.host}{request.raw_path}"
     headers = list(request.headers.items())
     return tuple(
@@ -353,12 +401,29 @@ def _may_retry(exc: UpstreamUnavailable, method: str, body: object) -> bool:
     return exc.reason == "upstream closed the connection" and method in SAFE and body is None
 
 
-def _body(request: Downstream, limit: int | None) -> AsyncIterator[bytes] | None:
-    if not request.has_body:
+def _origin(request: RequestView) -> str | None:
+    """The request's Origin, its lines joined (two never come from a browser: joined,
+    they match no rule), and cut after ``MAX_ORIGIN`` characters."""
+    origins = request.headers.getall("Origin", ())
+    if not origins:
         return None
-    if limit is not None:
-        return _LimitedBody(request.body(), limit)
-    return request.body()
+    if len(origins) == 1 and len(origins[0]) <= MAX_ORIGIN:
+        return origins[0]
+    kept, length = [], 0
+    for value in origins:  # never joins more than the cut keeps
+        kept.append(value)
+        length += len(value) + 2
+        if length > MAX_ORIGIN:
+            break
+    joined = ", ".join(kept)
+    return joined if len(joined) <= MAX_ORIGIN else joined[:MAX_ORIGIN] + "..."
+
+
+def _body(request: RequestView, limit: int | None) -> AsyncIterator[bytes] | None:
+    chunks = request.body()
+    if chunks is None or limit is None:
+        return chunks
+    return _LimitedBody(chunks, limit)
 
 
 class BodyTooLarge(ConnectionError):
@@ -388,7 +453,7 @@ class _LimitedBody:
         return chunk
 
 
-def _too_large(request: Downstream, decision: ActualDecision, rec: Record, limit: int) -> None:
+def _too_large(response: ResponseSink, decision: ActualDecision, rec: Record, limit: int) -> None:
     """413 with the rule's CORS headers, so the page sees the status, not a CORS error."""
     headers: HeaderList = list(decision.headers) if decision.allowed else []
     if decision.vary:
@@ -396,4 +461,4 @@ def _too_large(request: Downstream, decision: ActualDecision, rec: Record, limit
     rec.status = 413
     rec.reason = f"request body larger than limits.max_body_bytes ({limit} bytes)"
     text = f"cors-proxy: request body larger than limits.max_body_bytes ({limit} bytes)\n"
-    request.respond(413, headers, text, close=True)
+    response.respond(413, headers, text, close=True)

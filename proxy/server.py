@@ -15,7 +15,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -26,17 +26,18 @@ from proxy.config.loader import load
 from proxy.config.model import Config, Overrides
 from proxy.errors import ConfigError
 from proxy.forward import Forwarder
-from proxy.generation import Generation
+from proxy.generation import Generation, RequestPlan
 from proxy.http.aiohttp_server import (
     MAX_FIELD_SIZE,
-    AiohttpDownstream,
     AiohttpHandler,
     AiohttpLogBridge,
+    AiohttpRequest,
+    AiohttpResponse,
     AiohttpServer,
 )
 from proxy.http.downstream import Replay
 from proxy.http.endpoints import OWN_PREFIX, own_endpoint
-from proxy.http.fastlane import FastServer
+from proxy.http.fastlane import FastRequest, FastResponse, FastServer, parse_head
 from proxy.http.probe import accepts
 from proxy.http.rawclient import RawUpstream
 from proxy.http.upstream import UpstreamClient
@@ -44,12 +45,10 @@ from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
 from proxy.log.record import Record
 from proxy.log.sink import LogSink
 
-if TYPE_CHECKING:
-    from proxy.http.fastlane import FastDownstream
-
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
 WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
 WATCH_INTERVAL = 1.0  # config file polling; inotify does not see bind-mount edits
+KEEPALIVE_TIMEOUT = 75.0  # seconds an idle fast-lane connection stays open (nginx's default)
 WATCH_SETTLE = 0.1  # a changed file is read once it stops changing (editors write in steps)
 
 
@@ -69,10 +68,8 @@ class ProxyServer:
         self.overrides = overrides or Overrides()
         self.log = LogSink(log_stream or sys.stderr, config.log_format)
         self._make_client = make_client or _default_client
-        self.generation = Generation.build(1, config)
-        # The client (a ClientSession) needs a running loop: made in start().
-        self.client: UpstreamClient | None = None
-        self.forwarder: Forwarder | None = None
+        self.generation = Generation.build(1, config, self._make_client(config))
+        self.forwarder = Forwarder(lambda: self.generation, self.log)
         self.ws_session: aiohttp.ClientSession | None = None
         self.open_sockets: weakref.WeakSet[AnyWebSocket] = weakref.WeakSet()
         self.runner: web.ServerRunner | None = None
@@ -104,32 +101,50 @@ class ProxyServer:
             else:
                 self.idle.add(proto)
 
-    def answer_fast_now(self, down: FastDownstream) -> bool:
-        """A preflight from the fast lane, answered without a task."""
-        assert self.forwarder is not None
-        return self.forwarder.answer_now(down)
-
-    def answer_again(self, replay: Replay, started: float) -> bool:
-        """A preflight the fast lane answers again by its head (False: stale)."""
-        assert self.forwarder is not None
-        return self.forwarder.answer_again(replay, started)
-
-    async def handle_fast(self, down: FastDownstream) -> None:
-        """Any other body-less request from the fast lane (never an own endpoint or
-        an upgrade: those are handed over to aiohttp)."""
-        assert self.forwarder is not None
-        await self.forwarder.forward(down)
-
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
             return await own_endpoint(request, self.health)
         if is_upgrade(request):
             return await self.websocket(request)
-        assert self.forwarder is not None
-        down = AiohttpDownstream(request)
-        await self.forwarder.serve(down)
-        assert down.response is not None, "the forwarder answers every request"
-        return down.response
+        response = AiohttpResponse(request)
+        await self.forwarder.serve(AiohttpRequest(request), response)
+        assert response.response is not None, "the forwarder answers every request"
+        return response.response
+
+    # -- the fast lane's handler (http.fastlane.LaneHandler) ------------------------------
+
+    def prepare(self, raw: bytes) -> RequestPlan | None:
+        """The request head ``raw``, parsed and planned once per config generation (its
+        request cache); None: aiohttp's server should have the connection."""
+        gen = self.generation
+        plan = gen.requests.get(raw)
+        if plan is None:
+            head = parse_head(raw)
+            if head is None:
+                return None
+            plan = gen.plan(raw, head)
+        return plan
+
+    def answer_now(
+        self, plan: RequestPlan, request: FastRequest, response: FastResponse
+    ) -> Replay | bool:
+        """A preflight, answered without a task."""
+        return self.forwarder.answer_now(request, response, plan)
+
+    async def answer(self, plan: RequestPlan, request: FastRequest, response: FastResponse) -> None:
+        """Any other body-less request (never an own endpoint or an upgrade: those are
+        handed over to aiohttp's server)."""
+        await self.forwarder.forward(request, response, plan)
+
+    def take_over(self) -> asyncio.Protocol:
+        assert self.server is not None
+        return self.server.handler()
+
+    def log_line(self, text: str) -> None:
+        self.log.line(text)
+
+    def internal_error(self, text: str) -> None:
+        self.log.message(text)
 
     async def websocket(self, request: web.BaseRequest) -> web.StreamResponse:
         gen = self.generation
@@ -192,23 +207,21 @@ class ProxyServer:
                 generation=old.number,
             )
             return False
-        gen = Generation.build(old.number + 1, cfg)
         for warning in cfg.warnings:
             self.log.message(f"config warning: {warning}")
+        client = old.client
         if (cfg.upstream, cfg.connect_timeout, cfg.read_timeout) != (
             old.config.upstream,
             old.config.connect_timeout,
             old.config.read_timeout,
         ):
-            old_client = self.client
-            self.client = self._make_client(cfg)
-            if self.forwarder is not None:
-                self.forwarder.client = self.client
-            # In-flight exchanges keep the old pool until they finish.
-            if old_client is not None:
-                asyncio.get_running_loop().call_later(
-                    60, lambda: asyncio.ensure_future(old_client.close())
-                )
+            client = self._make_client(cfg)
+            # In-flight exchanges keep the old pool (their generation's) until they finish.
+            old_client = old.client
+            asyncio.get_running_loop().call_later(
+                60, lambda: asyncio.ensure_future(old_client.close())
+            )
+        gen = Generation.build(old.number + 1, cfg, client)
         if (cfg.listen_host, cfg.listen_port) != (old.config.listen_host, old.config.listen_port):
             self.log.message("config note: a new listen address takes effect after a restart")
         self.generation = gen
@@ -239,8 +252,6 @@ class ProxyServer:
 
     async def start(self) -> None:
         cfg = self.generation.config
-        self.client = self._make_client(cfg)
-        self.forwarder = Forwarder(lambda: self.generation, self.client, self.log)
         server_log = logging.getLogger("aiohttp.server")
         server_log.addHandler(self._log_bridge)
         server_log.propagate = False
@@ -252,13 +263,7 @@ class ProxyServer:
             max_line_size=MAX_FIELD_SIZE,
         )
         if self.fast_lane:
-            server.fast = FastServer(
-                self.answer_fast_now,
-                self.answer_again,
-                self.handle_fast,
-                server.handler,
-                self.log.message,
-            )
+            server.fast = FastServer(self, keepalive_timeout=KEEPALIVE_TIMEOUT)
         self.runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
         self.site = site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
@@ -287,8 +292,7 @@ class ProxyServer:
             await self.runner.cleanup()
         if self.ws_session is not None:
             await self.ws_session.close()
-        if self.client is not None:
-            await self.client.close()
+        await self.generation.client.close()
         logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
         self.log.flush()
 

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineToo
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from proxy.http.downstream import Replay, utf8_fields
+from proxy.http.downstream import Fields, utf8_fields
 from proxy.log.record import safe
 from proxy.log.sink import LogSink
 from proxy.policy.headers import HeaderList
@@ -127,7 +127,7 @@ class AiohttpServer(web.Server):
         self.log = owner.log
         self.served: set[RequestHandler] = set()
         self.held: deque[tuple[RequestHandler, asyncio.Transport]] = deque()
-        self.fast: FastServer | None = None  # set by the owner when the fast lane is on
+        self.fast: FastServer[Any] | None = None  # set by the owner when the fast lane is on
 
     def __call__(self) -> asyncio.Protocol:  # type: ignore[override]  # any protocol will do
         if self.fast is not None and self.owner.max_connections() is None:
@@ -173,8 +173,8 @@ class AiohttpServer(web.Server):
             self.owner.idle.pop().force_close()
 
 
-class AiohttpDownstream:
-    """``Downstream`` over aiohttp's server request; ``response`` goes back to aiohttp."""
+class AiohttpRequest:
+    """``RequestView`` over aiohttp's server request."""
 
     def __init__(self, request: web.BaseRequest) -> None:
         self.request = request
@@ -185,16 +185,25 @@ class AiohttpDownstream:
         self.host = request.host
         self.remote = request.remote or ""
         self.content_length = request.content_length
-        self.has_body = request.body_exists
         self.http11 = request.version == HttpVersion11
-        self.response: web.StreamResponse | None = None
 
     def header_list(self) -> HeaderList | None:
         return utf8_fields(self.headers.items())
 
-    async def body(self) -> AsyncIterator[bytes]:
+    def body(self) -> AsyncIterator[bytes] | None:
+        return self._chunks() if self.request.body_exists else None
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         while chunk := await self.request.content.readany():
             yield chunk
+
+
+class AiohttpResponse:
+    """``ResponseSink`` over aiohttp's server request; ``response`` goes back to aiohttp."""
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.request = request
+        self.response: web.StreamResponse | None = None
 
     async def send_continue(self) -> None:
         await self.request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -202,13 +211,13 @@ class AiohttpDownstream:
     def respond(
         self,
         status: int,
-        headers: Sequence[tuple[str, str]],
+        headers: Fields | Sequence[tuple[str, str]],
         text: str | None = None,
         *,
         content_type: str = "text/plain",
         close: bool = False,
     ) -> None:
-        multi = CIMultiDict(headers)
+        multi = CIMultiDict(headers.items if isinstance(headers, Fields) else headers)
         if text is None:
             resp = web.Response(status=status, headers=multi)
         else:
@@ -218,10 +227,14 @@ class AiohttpDownstream:
             resp.force_close()
         self.response = resp
 
-    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None:
+    async def start(
+        self, status: int, reason: str, headers: Fields, date: str | None = None
+    ) -> None:
         resp = web.StreamResponse(status=status, reason=reason or None)
-        for name, value in headers:
+        for name, value in headers.items:
             resp.headers.add(name, value)
+        if date is not None:
+            resp.headers.add("Date", date)
         self.response = resp
         await resp.prepare(self.request)
 
@@ -243,6 +256,3 @@ class AiohttpDownstream:
         transport = self.request.transport
         if transport is not None:
             transport.abort()
-
-    def may_replay(self, replay: Replay) -> None:
-        pass  # aiohttp parses every request: there is no head to key the answer by

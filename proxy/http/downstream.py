@@ -1,15 +1,17 @@
 """The client's side of one exchange, as the forwarder sees it (I/O).
 
 Two servers feed the forwarder: the proxy's own HTTP/1.1 protocol for body-less
-requests (``fastlane.FastDownstream``, the hot path) and aiohttp's server for
-everything else (``AiohttpDownstream``: bodies, ``Expect``, HTTP/1.0). Both answer
-through this one small interface, so the policy and the relay are written once.
+requests (``fastlane``, the hot path) and aiohttp's server for everything else
+(``aiohttp_server``: bodies, ``Expect``, HTTP/1.0). Each gives the forwarder a
+``RequestView`` (what the client asked) and a ``ResponseSink`` (where the answer goes),
+so the policy and the relay are written once. Every member is one that both servers
+implement.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Protocol
 
 from multidict import MultiMapping
@@ -18,22 +20,8 @@ from proxy.log.record import LineTemplate
 from proxy.policy.headers import HeaderList
 
 
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """An allowed preflight's answer (a 204) and log line, to give again to the same
-    request head: it holds while the config generation does."""
-
-    generation: int
-    headers: tuple[tuple[str, str], ...]
-    line: LineTemplate
-
-
-class Downstream(Protocol):
-    """One request from the client and the means to answer it.
-
-    Answer with exactly one of ``respond`` (a whole small response) or ``start`` then
-    ``write``/``finish``. ``respond`` needs no await: a preflight is answered without
-    a task switch. ``close=True`` ends the connection after the answer."""
+class RequestView(Protocol):
+    """One request from the client."""
 
     @property
     def method(self) -> str: ...
@@ -50,8 +38,6 @@ class Downstream(Protocol):
     @property
     def content_length(self) -> int | None: ...
     @property
-    def has_body(self) -> bool: ...
-    @property
     def http11(self) -> bool: ...
 
     def header_list(self) -> HeaderList | None:
@@ -59,23 +45,39 @@ class Downstream(Protocol):
         that cannot be forwarded unchanged)."""
         ...
 
-    def body(self) -> AsyncIterator[bytes]:
-        """The request body as it arrives (only when ``has_body``)."""
+    def body(self) -> AsyncIterator[bytes] | None:
+        """The request body as it arrives; None when the request has none."""
         ...
 
-    async def send_continue(self) -> None: ...
+
+class ResponseSink(Protocol):
+    """Where the answer to one request goes.
+
+    Answer with exactly one of ``respond`` (a whole small response) or ``start`` then
+    ``write``/``finish``. ``respond`` needs no await: a preflight is answered without
+    a task switch. ``close=True`` ends the connection after the answer."""
+
+    async def send_continue(self) -> None:
+        """``100 Continue``: the client may send the body it holds back."""
+        ...
 
     def respond(
         self,
         status: int,
-        headers: Sequence[tuple[str, str]],
+        headers: Fields | Sequence[tuple[str, str]],
         text: str | None = None,
         *,
         content_type: str = "text/plain",
         close: bool = False,
     ) -> None: ...
 
-    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None: ...
+    async def start(
+        self, status: int, reason: str, headers: Fields, date: str | None = None
+    ) -> None:
+        """Send the status and ``headers``; ``date``: the upstream's ``Date`` value
+        (``headers`` hold none), else the server's own clock."""
+        ...
+
     async def write(self, chunk: bytes) -> None: ...
     async def finish(self) -> None: ...
 
@@ -88,9 +90,69 @@ class Downstream(Protocol):
         """Cut the connection: a streamed response is seen as truncated."""
         ...
 
-    def may_replay(self, replay: Replay) -> None:
-        """The 204 just sent may be sent again to a request with the same head."""
-        ...
+
+class Fields:
+    """Response header fields, and their HTTP/1.1 serialization made at most once: the
+    fields of a cached plan are serialized once for every answer that reuses them."""
+
+    __slots__ = ("_wire", "items")
+
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        self.items: tuple[tuple[str, str], ...] = tuple(items)
+        self._wire: Wire | None = None
+
+    def __repr__(self) -> str:
+        return f"Fields({self.items!r})"
+
+    @classmethod
+    def of(cls, headers: Fields | Sequence[tuple[str, str]]) -> Fields:
+        return headers if isinstance(headers, Fields) else cls(headers)
+
+    def wire(self) -> Wire:
+        """The ``Name: value`` lines (made on first use; ValueError for a line break)."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = Wire(self.items)
+        return wire
+
+
+class Wire:
+    """``Name: value`` lines as bytes, and whether ``Date`` and ``Content-Length`` are
+    among them."""
+
+    __slots__ = ("data", "has_date", "has_length")
+
+    def __init__(self, headers: Sequence[tuple[str, str]]) -> None:
+        block = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        # a line break inside a name or value would split the response
+        if block.count("\n") != len(headers) or block.count("\r") != len(headers):
+            bad = next(n for n, v in headers if "\n" in v + n or "\r" in v + n)
+            raise ValueError(f"line break in the {bad} header")
+        low = block.lower()
+        self.data = encode_head(block)
+        self.has_date = low.startswith("date:") or "\ndate:" in low
+        self.has_length = low.startswith("content-length:") or "\ncontent-length:" in low
+
+
+class Replay:
+    """A whole answer without a body that every request with the same head gets (an
+    allowed preflight's 204, under one config generation), and its log line with the
+    time left open. ``answer``: its status line and fields, without ``Date`` and the
+    blank line."""
+
+    __slots__ = ("answer", "line")
+
+    def __init__(self, status: int, fields: Fields, line: LineTemplate) -> None:
+        phrase = HTTPStatus(status).phrase.encode("ascii")
+        self.answer = b"HTTP/1.1 %d %s\r\n%s" % (status, phrase, fields.wire().data)
+        self.line = line
+
+
+def encode_head(head: str) -> bytes:
+    try:
+        return head.encode("latin-1")  # upstream fields arrive latin-1: bytes kept
+    except UnicodeEncodeError:
+        return head.encode("utf-8", "surrogateescape")
 
 
 def utf8_fields(fields: Iterable[tuple[str, str]]) -> HeaderList | None:

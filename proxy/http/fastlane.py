@@ -8,94 +8,198 @@ the proxy's own endpoints, HTTP/1.0, a head it cannot parse or one near aiohttp'
 limits -- hands the connection, with every byte not yet served, to aiohttp's handler for
 the rest of its life. So each edge of HTTP keeps aiohttp's tested behaviour, and this
 module only has to be right about the common case.
+
+A connection's state is one ``Phase`` plus its flow control and whether the client shut
+its sending side (``repr(lane)`` shows them). The proxy is one ``LaneHandler``: it turns a
+raw request head into a prepared request (its own cache keeps what a head means, so a
+head repeated byte for byte is not parsed again), answers what needs no await at once
+and the rest in a task, and makes aiohttp's handler for a connection handed over. Each
+request reaches it as a ``FastRequest`` (what was asked) and a ``FastResponse`` (where
+the answer goes); neither touches the connection's state but through the lane's methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import NamedTuple, cast
+from typing import Generic, NamedTuple, Protocol, TypeVar, cast
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.http.downstream import Replay, utf8_fields
+from proxy.http.downstream import Fields, Replay, encode_head, utf8_fields
 from proxy.http.endpoints import OWN_PREFIX
-from proxy.policy.bounded import remember
+from proxy.http.flow import FlowControl
 from proxy.policy.headers import HeaderList
 
 MAX_HEAD = 16384  # bytes; a larger head goes to aiohttp (its limit is 32 KiB per field)
 MAX_FIELDS = 100  # aiohttp refuses more than 128: a head with more goes to aiohttp
 MAX_PIPELINED = 65536  # bytes read ahead of the answer in progress before reading pauses
-KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection stays open (aiohttp's, nginx's)
 SWEEP_INTERVAL = 5.0  # how often idle connections are looked at
 SMALL_CHUNK = 16384  # below this a chunk is copied into one write with its framing
 _OWN_PREFIX = OWN_PREFIX.encode()  # aiohttp serves the proxy's own endpoints
-_FIELDS_CACHE_SIZE = 1024  # serialized header blocks of the proxy's own answers
-KNOWN_HEADS = 1024  # request heads kept with what they parse to (then forgotten at once)
-MAX_KNOWN_HEAD = 4096  # bytes: a longer head is parsed each time (bounds the memory)
-_fields_cache: dict[tuple[tuple[str, str], ...], _Fields] = {}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_date_cache: tuple[int, str, bytes] = (0, "", b"")
+_CONNECTION_CLOSE = b"Connection: close\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 
 
-def _date() -> str:
-    """The ``Date`` value, formatted once per second."""
-    return _dates()[1]
+class Head(NamedTuple):
+    """What a request head parses to (shared by every request that repeats it)."""
+
+    method: str
+    raw_path: str
+    headers: CIMultiDictProxy[str]  # read-only: one parsed head serves many requests
+    fields: HeaderList | None  # in order; None: a value is not UTF-8
+    host: str
+    keep_alive: bool
 
 
-def _date_end() -> bytes:
-    """The ``Date`` line and the end of the head."""
-    return _dates()[2]
+class _HeadReader:
+    """httptools callbacks for one request head."""
+
+    __slots__ = ("complete", "fields", "keep_alive", "parser", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.fields: HeaderList = []
+        self.complete = False
+        self.keep_alive = False
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # aiohttp's decoding of values: forward.py refuses non-UTF-8 ones with 400
+        self.fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # valid inside the callback only
 
 
-def _dates() -> tuple[int, str, bytes]:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        date = formatdate(now, usegmt=True)
-        _date_cache = (now, date, f"Date: {date}\r\n\r\n".encode("ascii"))
-    return _date_cache
+def parse_head(raw: bytes) -> Head | None:
+    """The request in ``raw`` (a whole head, its blank line included), or None when
+    aiohttp's server should have the connection: a body follows, not HTTP/1.1, an
+    absolute or own-endpoint target, too many fields, ``Expect``, ``Upgrade``, not one
+    ``Host``, or a head httptools refuses (aiohttp answers it with its own words)."""
+    if len(raw) > MAX_HEAD:
+        return None
+    reader = _HeadReader()
+    parser = reader.parser
+    try:
+        parser.feed_data(raw)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return None
+    url = reader.url
+    if (
+        not reader.complete  # a body follows (Content-Length > 0, chunked)
+        or len(reader.fields) > MAX_FIELDS
+        or parser.get_http_version() != "1.1"
+        or not url.startswith(b"/")
+        or url.startswith(_OWN_PREFIX)
+    ):
+        return None
+    headers = CIMultiDictProxy(CIMultiDict(reader.fields))
+    hosts = headers.getall("Host", ())
+    # A body, 100-continue and protocol switches keep aiohttp's semantics.
+    if len(hosts) != 1 or "Transfer-Encoding" in headers or "Expect" in headers:
+        return None
+    if "Upgrade" in headers:
+        return None
+    method = parser.get_method().decode("ascii")
+    target = url.decode("utf-8", "surrogateescape")
+    fields = reader.fields if raw.isascii() else utf8_fields(reader.fields)
+    return Head(method, target, headers, fields, hosts[0], reader.keep_alive)
 
 
-class FastServer:
+class Prepared(Protocol):
+    """A request head as the handler prepared it (its plan): what it parses to, and the
+    answer that every request with this head gets, once one is known (a ``Replay``:
+    the lane keeps it here and sends it again without asking the handler)."""
+
+    @property
+    def head(self) -> Head: ...
+
+    replay: Replay | None
+
+
+P = TypeVar("P", bound=Prepared)
+
+
+class LaneHandler(Protocol[P]):
+    """What the fast lane needs from the proxy."""
+
+    def prepare(self, raw: bytes) -> P | None:
+        """The request in the head ``raw`` (``parse_head`` it, or find it parsed before);
+        None: hand the connection to aiohttp's server."""
+        ...
+
+    def answer_now(
+        self, prepared: P, request: FastRequest, response: FastResponse
+    ) -> Replay | bool:
+        """Answer a request that needs no await (a preflight); False: ``answer`` it.
+        A ``Replay``: answered, and every request with this head may get that answer."""
+        ...
+
+    async def answer(self, prepared: P, request: FastRequest, response: FastResponse) -> None:
+        """Answer any other request (in a task)."""
+        ...
+
+    def take_over(self) -> asyncio.Protocol:
+        """aiohttp's handler, for a connection handed over."""
+        ...
+
+    def log_line(self, text: str) -> None:
+        """Write a rendered line to the proxy's log (a replayed answer's)."""
+        ...
+
+    def internal_error(self, text: str) -> None:
+        """Log a bug's one message (the client gets a 500)."""
+        ...
+
+
+class FastServer(Generic[P]):
     """Makes ``FastLane`` protocols and keeps them, for idle expiry and shutdown."""
 
-    def __init__(
-        self,
-        answer_now: Callable[[FastDownstream], bool],
-        answer_again: Callable[[Replay, float], bool],
-        serve: Callable[[FastDownstream], Awaitable[None]],
-        take_over: Callable[[], asyncio.Protocol],
-        log: Callable[[str], None],
-    ) -> None:
-        self.answer_now = answer_now  # answers a request that needs no await (preflights)
-        self.answer_again = answer_again  # logs a replay; False: the config changed since
-        self.serve = serve  # answers any other request
-        self.take_over = take_over  # makes aiohttp's handler for a handed-over connection
-        self.log = log
-        self.lanes: set[FastLane] = set()
-        # Browsers and load tests send the same request heads again and again, byte for
-        # byte: one seen before is not parsed again, and an allowed preflight's 204 is
-        # not decided again either.
-        self.known: dict[bytes, Known] = {}
+    def __init__(self, handler: LaneHandler[P], *, keepalive_timeout: float) -> None:
+        self.handler = handler
+        self.keepalive_timeout = keepalive_timeout  # seconds an idle connection stays open
+        self.lanes: set[FastLane[P]] = set()
         self.stopping = False
         self._timer: asyncio.TimerHandle | None = None
+        self._date: tuple[int, bytes, bytes] = (0, b"", b"")
 
-    def make(self) -> FastLane:
+    def make(self) -> FastLane[P]:
         if self._timer is None and not self.stopping:
             self._timer = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
         return FastLane(self)
 
+    def date_line(self) -> bytes:
+        """The ``Date`` line (RFC 9110 6.6.1), formatted once per second."""
+        return self._dates()[1]
+
+    def date_end(self) -> bytes:
+        """The ``Date`` line and the blank line that ends a head."""
+        return self._dates()[2]
+
+    def _dates(self) -> tuple[int, bytes, bytes]:
+        now = int(time.time())
+        if self._date[0] != now:
+            line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii")
+            self._date = (now, line, line + b"\r\n")
+        return self._date
+
     def _sweep(self) -> None:
-        cutoff = time.monotonic() - KEEPALIVE_TIMEOUT
+        cutoff = time.monotonic() - self.keepalive_timeout
         for lane in list(self.lanes):
-            if not lane.busy and lane.last_active < cutoff:
+            if lane.phase is Phase.IDLE and lane.last_active < cutoff:
                 lane.close()
         self._timer = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -104,49 +208,64 @@ class FastServer:
         self.stopping = True
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         answering = [lane.task for lane in self.lanes if lane.task is not None]
         for lane in list(self.lanes):
-            if not lane.busy:
+            if lane.phase is Phase.IDLE:
                 lane.close()
         if answering:
             await asyncio.wait(answering, timeout=grace)
         for lane in list(self.lanes):
-            if lane.transport is not None:
-                lane.transport.abort()
+            lane.abort()
 
 
-class FastLane(asyncio.Protocol):
+class Phase(enum.Enum):
+    """Where a fast-lane connection is in its life."""
+
+    IDLE = "idle"  # no answer in progress: reading (and answering) the next request
+    ANSWERING = "answering"  # a request is being answered
+    CLOSING = "closing"  # the answer in progress is the last: the connection ends after it
+    HANDED_OVER = "handed over"  # aiohttp's handler has the connection
+    CLOSED = "closed"  # closed (or closing once the buffered answer is sent)
+
+
+class FastLane(asyncio.Protocol, Generic[P]):
     """One client connection: requests in order, one answer at a time (pipelining
     is read ahead and answered in turn)."""
 
-    def __init__(self, server: FastServer) -> None:
+    def __init__(self, server: FastServer[P]) -> None:
         self.server = server
+        self.handler = server.handler
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.remote = ""
-        self.buf = bytearray()
-        self.parser = httptools.HttpRequestParser(self)
-        self.busy = False  # an answer is in progress
-        self.closing = False  # end the connection after the answer in progress
+        self.flow: FlowControl | None = None
+        self.phase = Phase.IDLE
         self.eof = False  # the client shut down its sending side
-        self.lost = False
-        self.handed_over = False
-        self.read_paused = False
-        self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
+        self.remote = ""
+        self.buf = bytearray()  # received, not yet served
         self.task: asyncio.Future[None] | None = None  # held: the loop keeps weak refs
         self.last_active = time.monotonic()
-        # the head being parsed (httptools callbacks)
-        self._url = b""
-        self._fields: HeaderList = []
-        self._complete = False
-        self._keep_alive = False
+
+    def __repr__(self) -> str:
+        shown = [self.phase.value]
+        if self.eof:
+            shown.append("eof")
+        if self.flow is not None:
+            shown += [
+                n.replace("_", "-")
+                for n in ("read_paused", "write_paused")
+                if getattr(self.flow, n)
+            ]
+        if self.buf:
+            shown.append(f"{len(self.buf)} bytes unserved")
+        return f"<FastLane {self.remote or '-'} {' '.join(shown)}>"
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = t = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(t)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -155,195 +274,140 @@ class FastLane(asyncio.Protocol):
         self.server.lanes.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
+        self.phase = Phase.CLOSED
         self.server.lanes.discard(self)
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_exception(ConnectionResetError("client disconnected"))
+        if self.flow is not None:
+            self.flow.lost("client disconnected")
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         self.buf += data
-        if not self.busy:
+        if self.phase is Phase.IDLE:
             self._next()
-        elif len(self.buf) > MAX_PIPELINED and not self.read_paused:
-            self.read_paused = True
-            self._transport().pause_reading()
+        elif len(self.buf) > MAX_PIPELINED:
+            self._flow().pause_reading()
 
     def eof_received(self) -> bool:
         # A client that shut down its write side after whole requests still reads the
-        # answers: keep the transport open while any are due, then close (see _serve).
+        # answers: keep the transport open while any are due, then close (see _answer).
         self.eof = True
-        if not self.busy:
+        if self.phase is Phase.IDLE:
             self._next()
-        return self.busy or self.handed_over
+        return self.phase in (Phase.ANSWERING, Phase.CLOSING, Phase.HANDED_OVER)
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self._flow().pause_writing()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    # -- httptools callbacks ----------------------------------------------------------
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # aiohttp's decoding of values: forward.py refuses non-UTF-8 ones with 400
-        self._fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
-    def on_message_complete(self) -> None:
-        self._complete = True
-        self._keep_alive = self.parser.should_keep_alive()  # valid inside the callback only
+        self._flow().resume_writing()
 
     # -- serving ----------------------------------------------------------------------
 
-    def _transport(self) -> asyncio.Transport:
-        assert self.transport is not None
-        return self.transport
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def _flow(self) -> FlowControl:
+        assert self.flow is not None
+        return self.flow
 
     def _next(self) -> None:
-        """Answer the whole requests in the buffer in turn: preflights at once, the
-        next one to forward in a task (which calls back when done); or hand over."""
+        """Answer the whole requests in the buffer in turn: what needs no await at once,
+        the next other one in a task (which comes back here when done); or hand over."""
         buf = self.buf
-        while buf and not self.busy:
+        handler = self.handler
+        while buf and self.phase is Phase.IDLE:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD or b"\n\n" in buf:  # too large, or bare-LF lines
-                    self._handover()
+                    self._hand_over()
                 return
             end += 4
-            head = bytes(buf[:end])
-            known = self.server.known.get(head)
-            if known is None:
-                known = self._parse(head) if end <= MAX_HEAD else None
-                if known is None:
-                    self._handover()
-                    return
-                if len(head) <= MAX_KNOWN_HEAD:
-                    remember(self.server.known, head, known, KNOWN_HEADS)
-            elif self._replayed(known):
-                del buf[:end]
-                continue
+            prepared = handler.prepare(bytes(buf[:end]))
+            if prepared is None:
+                self._hand_over()
+                return
             del buf[:end]
-            down = FastDownstream(self, known.request)
-            self.busy = True
-            if not self._answered_now(down):
-                self.task = asyncio.ensure_future(self._serve(down))
+            head = prepared.head
+            replay = prepared.replay
+            if replay is not None and not self.server.stopping:
+                if not self._replay(replay, head.keep_alive):
+                    return
+                continue
+            request = FastRequest(head, self.remote)
+            response = FastResponse(self, head)
+            self.phase = Phase.ANSWERING
+            try:
+                answered = handler.answer_now(prepared, request, response)
+            except Exception as exc:  # a bug in the proxy: the client still gets an answer
+                self._failed(request, response, exc)
+                answered = True
+            if not answered:
+                self.task = asyncio.ensure_future(self._answer(prepared, request, response))
                 return
-            self.busy = False
-            if down.replay is not None:
-                known.remember(down.replay, down.keep_alive and not self.closing)
-            if not self._goes_on(down):
+            if answered is not True and response.ended:
+                prepared.replay = answered
+            if not self._answered(response):
                 return
 
-    def _replayed(self, known: Known) -> bool:
-        """Answer a preflight whose head got a 204 before with the same 204 again."""
+    def _replay(self, replay: Replay, keep_alive: bool) -> bool:
+        """Send ``replay`` again, with today's Date and its own log line; False when the
+        connection ends after it."""
         started = time.monotonic()
-        server = self.server
-        replay = known.replay
-        if replay is None or self.closing or self.lost or server.stopping:
+        if keep_alive:
+            data = replay.answer + self.server.date_end()
+        else:
+            data = replay.answer + self.server.date_line() + _CONNECTION_CLOSE + b"\r\n"
+        try:
+            self.send(data)
+        except ConnectionError:
             return False
-        if not server.answer_again(replay, started):
-            known.replay = None  # stale: decided again, and remembered anew
-            return False
-        self.write(known.answer + _date_end())
-        return True
+        self.handler.log_line(replay.line.render((time.monotonic() - started) * 1000))
+        if not keep_alive:
+            self.close()
+        return keep_alive
 
-    def _answered_now(self, down: FastDownstream) -> bool:
+    async def _answer(self, prepared: P, request: FastRequest, response: FastResponse) -> None:
         try:
-            return self.server.answer_now(down)
-        except Exception as exc:  # a bug in the proxy: the client still gets an answer
-            self._failed(down, exc)
-            return True
-
-    def _failed(self, down: FastDownstream, exc: Exception) -> None:
-        self.server.log(f"internal error on {down.method} {down.raw_path}: {exc!r}")
-        if not down.started:
-            with contextlib.suppress(ConnectionError):
-                text = "cors-proxy: internal error (the proxy's log has the details)\n"
-                down.respond(500, [], text, close=True)
-
-    def _parse(self, head: bytes) -> Known | None:
-        """The request in ``head``, or None when aiohttp should have the connection."""
-        self._url, self._fields, self._complete = b"", [], False
-        try:
-            self.parser.feed_data(head)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            return None  # aiohttp answers it (400, with its own words), or upgrades it
-        url = self._url
-        if (
-            not self._complete  # a body follows (Content-Length > 0, chunked)
-            or len(self._fields) > MAX_FIELDS
-            or self.parser.get_http_version() != "1.1"
-            or not url.startswith(b"/")
-            or url.startswith(_OWN_PREFIX)
-        ):
-            return None
-        # read-only: the same parsed head serves every request that repeats it
-        headers = CIMultiDictProxy(CIMultiDict(self._fields))
-        hosts = headers.getall("Host", ())
-        # A body, 100-continue and protocol switches keep aiohttp's semantics.
-        if (
-            len(hosts) != 1
-            or "Transfer-Encoding" in headers
-            or "Expect" in headers
-            or "Upgrade" in headers
-        ):
-            return None
-        method = self.parser.get_method().decode("ascii")
-        target = url.decode("utf-8", "surrogateescape")
-        fields = self._fields if head.isascii() else utf8_fields(self._fields)
-        return Known(Request(method, target, headers, fields, hosts[0], self._keep_alive))
-
-    async def _serve(self, down: FastDownstream) -> None:
-        try:
-            await self.server.serve(down)
+            await self.handler.answer(prepared, request, response)
         except ConnectionError:
             pass  # the client went away mid-answer
         except Exception as exc:
-            self._failed(down, exc)
-        self.busy = False
+            self._failed(request, response, exc)
         self.task = None
-        if self._goes_on(down):
-            if self.read_paused and self.transport is not None:
-                self.read_paused = False
-                self.transport.resume_reading()
+        if self._answered(response):
+            self._flow().resume_reading()
             self._next()
-            if self.eof and not self.busy and not self.handed_over:
+            if self.eof and self.phase is Phase.IDLE:
                 self.close()
 
-    def _goes_on(self, down: FastDownstream) -> bool:
+    def _answered(self, response: FastResponse) -> bool:
         """After an answer: whether the connection serves another request."""
         self.last_active = time.monotonic()
-        if self.lost:
+        if self.phase is Phase.CLOSED:
             return False
-        if down.started and not down.ended:
-            self.closing = True
-            self._transport().abort()  # a response cut short must not look complete
+        if response.started and not response.ended:
+            self.abort()  # a response cut short must not look complete
             return False
-        if self.closing or not down.keep_alive or self.server.stopping:
+        if self.phase is Phase.CLOSING or not response.keep_alive or self.server.stopping:
             self.close()  # after the buffered answer is sent
             return False
+        self.phase = Phase.IDLE
         return True
 
-    def _handover(self) -> None:
+    def _failed(self, request: FastRequest, response: FastResponse, exc: Exception) -> None:
+        self.handler.internal_error(
+            f"internal error on {request.method} {request.raw_path}: {exc!r}"
+        )
+        if not response.started:
+            with contextlib.suppress(ConnectionError):
+                text = "cors-proxy: internal error (the proxy's log has the details)\n"
+                response.respond(500, (), text, close=True)
+
+    def _hand_over(self) -> None:
         """aiohttp's handler takes the connection, starting with the unserved bytes."""
-        t = self._transport()
-        self.handed_over = True
+        t = self.transport
+        assert t is not None
+        self.phase = Phase.HANDED_OVER
         self.server.lanes.discard(self)
-        handler = self.server.take_over()
-        if self.read_paused:
-            self.read_paused = False
-            t.resume_reading()
+        handler = self.handler.take_over()
+        self._flow().resume_reading()  # aiohttp reads from here on
         t.set_protocol(handler)
         handler.connection_made(t)
         data, self.buf = bytes(self.buf), bytearray()
@@ -352,105 +416,94 @@ class FastLane(asyncio.Protocol):
         if self.eof and not handler.eof_received():
             t.close()
 
-    def _open(self) -> asyncio.Transport:
+    # -- what a FastResponse uses -------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
         t = self.transport
-        if self.lost or t is None or t.is_closing():
+        if self.phase is Phase.CLOSED or t is None or t.is_closing():
             raise ConnectionResetError("client disconnected")
-        return t
+        t.write(data)
 
-    def write(self, data: bytes) -> None:
-        self._open().write(data)
+    def send_parts(self, parts: list[bytes]) -> None:
+        t = self.transport
+        if self.phase is Phase.CLOSED or t is None or t.is_closing():
+            raise ConnectionResetError("client disconnected")
+        t.writelines(parts)
 
-    def writelines(self, parts: list[bytes]) -> None:
-        self._open().writelines(parts)
+    def keeps_open(self) -> bool:
+        """Whether the connection may serve another request after this answer."""
+        return self.phase is Phase.ANSWERING and not self.server.stopping
 
-    async def drain(self) -> None:
-        """Wait while the client reads slower than the upstream sends."""
-        if self.write_paused and not self.lost:
-            waiter = self.drain_waiter = self.loop.create_future()
-            await waiter
+    def end_after_answer(self) -> None:
+        if self.phase is Phase.ANSWERING:
+            self.phase = Phase.CLOSING
 
+    def close(self) -> None:
+        """Close once the buffered answers are sent."""
+        if self.phase is not Phase.HANDED_OVER:
+            self.phase = Phase.CLOSED
+        if self.transport is not None:
+            self.transport.close()
 
-class Request(NamedTuple):
-    """What a request head parses to (shared by every request that repeats it)."""
-
-    method: str
-    raw_path: str
-    headers: CIMultiDictProxy[str]
-    fields: HeaderList | None  # in order; None: a value is not UTF-8
-    host: str
-    keep_alive: bool
-
-
-class Known:
-    """A request head seen before: what it parses to and, for a preflight that got a
-    204 without ending its connection, that answer (given again while it holds)."""
-
-    __slots__ = ("answer", "replay", "request")
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self.replay: Replay | None = None
-        self.answer = b""  # the replay's status line and fields (the Date comes each time)
-
-    def remember(self, replay: Replay, keeps_open: bool) -> None:
-        fields = _fields_for(replay.headers)
-        # Only an answer that leaves the connection open is the same bytes each time;
-        # a Date or a length is never among the proxy's own preflight headers.
-        if keeps_open and not fields.has_date and not fields.has_length:
-            self.answer = _encode(f"HTTP/1.1 204 No Content\r\n{fields.block}")
-            self.replay = replay
+    def abort(self) -> None:
+        """Cut the connection now: an answer in progress is seen as truncated."""
+        if self.phase is not Phase.HANDED_OVER:
+            self.phase = Phase.CLOSED
+        if self.transport is not None:
+            self.transport.abort()
 
 
-class FastDownstream:
-    """``Downstream`` for one request of a ``FastLane`` (no body: see the module doc)."""
+class FastRequest:
+    """One fast-lane request as the forwarder sees it (``RequestView``; no body: see the
+    module doc)."""
+
+    __slots__ = ("fields", "headers", "host", "method", "raw_path", "remote")
+    scheme = "http"
+    http11 = True
+    content_length: int | None = None
+
+    def __init__(self, head: Head, remote: str) -> None:
+        self.method, self.raw_path, self.headers, self.fields, self.host, _ = head
+        self.remote = remote
+
+    def header_list(self) -> HeaderList | None:
+        return self.fields
+
+    def body(self) -> None:
+        return None  # a request with a body is served by aiohttp, never here
+
+
+class FastResponse:
+    """Where one fast-lane request's answer goes (``ResponseSink``)."""
 
     __slots__ = (
         "_bodyless",
         "_chunked",
         "_head",
+        "_is_head",
+        "_lane",
         "ended",
-        "fields",
-        "headers",
-        "host",
         "keep_alive",
-        "lane",
-        "method",
-        "raw_path",
-        "remote",
-        "replay",
         "started",
     )
-    scheme = "http"
-    has_body = False
-    http11 = True
-    content_length: int | None = None
 
-    def __init__(self, lane: FastLane, request: Request) -> None:
-        self.lane = lane
-        self.method, self.raw_path, self.headers, self.fields, self.host, self.keep_alive = request
-        self.remote = lane.remote
+    def __init__(self, lane: FastLane[P], head: Head) -> None:
+        self._lane: FastLane[P] = lane
+        self._is_head = head.method == "HEAD"
+        self.keep_alive = head.keep_alive
         self.started = False  # an answer was begun (its head sent or pending)
         self.ended = False  # the answer is complete
         self._head: bytes | None = None  # sent with the first body chunk
-        self.replay: Replay | None = None  # the 204 sent may be sent again (preflights)
         self._chunked = False
         self._bodyless = False
 
-    def header_list(self) -> HeaderList | None:
-        return self.fields
-
-    async def body(self) -> AsyncIterator[bytes]:
-        return  # a request with a body is served by aiohttp, never here
-        yield b""  # pragma: no cover  (makes this an async generator)
-
     async def send_continue(self) -> None:
-        self.lane.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._lane.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def respond(
         self,
         status: int,
-        headers: Sequence[tuple[str, str]],
+        headers: Fields | Sequence[tuple[str, str]],
         text: str | None = None,
         *,
         content_type: str = "text/plain",
@@ -458,125 +511,92 @@ class FastDownstream:
     ) -> None:
         self.started = True
         if close:
-            self.lane.closing = True
+            self._lane.end_after_answer()
         body = b"" if text is None else text.encode("utf-8")
-        framing = ""
+        framing = b""
         if text is not None:
-            framing = f"Content-Type: {content_type}; charset=utf-8\r\n"
+            framing = f"Content-Type: {content_type}; charset=utf-8\r\n".encode("latin-1")
         if text is not None or not _bodyless_status(status):
-            framing += f"Content-Length: {len(body)}\r\n"
-        head = self._head_bytes(status, "", headers, framing)
-        self.lane.write(head if self.method == "HEAD" else head + body)
+            framing += b"Content-Length: %d\r\n" % len(body)
+        head = self._head_bytes(status, "", Fields.of(headers), framing, None)
+        self._lane.send(head if self._is_head else head + body)
         self.ended = True
 
-    async def start(self, status: int, reason: str, headers: Sequence[tuple[str, str]]) -> None:
+    async def start(
+        self, status: int, reason: str, headers: Fields, date: str | None = None
+    ) -> None:
         self.started = True
-        self._bodyless = self.method == "HEAD" or _bodyless_status(status)
-        self._head = self._head_bytes(status, reason, headers, None)
+        self._bodyless = self._is_head or _bodyless_status(status)
+        self._head = self._head_bytes(status, reason, headers, None, date)
         # The head waits for a first chunk that is already there (one write, not two);
         # when the upstream is still thinking (a stream, SSE) it goes out on the next
         # loop tick so the client sees the status at once.
-        self.lane.loop.call_soon(self._send_head)
+        self._lane.loop.call_soon(self._send_head)
 
     def _send_head(self) -> None:
         head, self._head = self._head, None
-        if head is not None and not self.lane.lost:
+        if head is not None:
             with contextlib.suppress(ConnectionError):
-                self.lane.write(head)
+                self._lane.send(head)
 
     async def write(self, chunk: bytes) -> None:
         if self._bodyless or not chunk:
             return
-        lane = self.lane
+        lane = self._lane
         head, self._head = self._head, None
         if len(chunk) < SMALL_CHUNK:
             data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk
-            lane.write(data if head is None else head + data)
+            lane.send(data if head is None else head + data)
         else:
             parts = [head] if head is not None else []
             if self._chunked:
                 parts += [b"%x\r\n" % len(chunk), chunk, b"\r\n"]
             else:
                 parts.append(chunk)
-            lane.writelines(parts)
-        if lane.write_paused:
-            await lane.drain()
+            lane.send_parts(parts)
+        flow = lane.flow
+        if flow is not None and flow.write_paused:
+            await flow.drain()
 
     async def finish(self) -> None:
         head, self._head = self._head, None
         tail = b"0\r\n\r\n" if self._chunked and not self._bodyless else b""
         if head is not None or tail:
-            self.lane.write((head or b"") + tail)
+            self._lane.send((head or b"") + tail)
         self.ended = True
 
     async def close_now(self) -> None:
-        self.lane.closing = True  # the answer is out already: the connection ends after it
+        self._lane.end_after_answer()  # the answer is out already: the connection ends after it
 
     def abort(self) -> None:
-        self.lane.closing = True
         self._send_head()  # the status was due: the cut comes after it, as a truncation
-        if self.lane.transport is not None:
-            self.lane.transport.abort()
-
-    def may_replay(self, replay: Replay) -> None:
-        self.replay = replay
+        self._lane.abort()
 
     def _head_bytes(
-        self, status: int, reason: str, headers: Sequence[tuple[str, str]], framing: str | None
+        self, status: int, reason: str, headers: Fields, framing: bytes | None, date: str | None
     ) -> bytes:
         """The status line and fields. ``framing`` None: from the headers (the length
         given, else chunked); the ``Date`` is added when missing (RFC 9110 6.6.1)."""
-        fields = _fields_for(headers)
-        lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n", fields.block]
-        if not fields.has_date:
-            lines.append(f"Date: {_date()}\r\n")
-        lane = self.lane
-        if lane.closing or not self.keep_alive or lane.server.stopping:
+        wire = headers.wire()
+        parts = [
+            encode_head(f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n"),
+            wire.data,
+        ]
+        if not wire.has_date:
+            parts.append(
+                self._lane.server.date_line() if date is None else encode_head(f"Date: {date}\r\n")
+            )
+        if not self.keep_alive or not self._lane.keeps_open():
             self.keep_alive = False
-            lines.append("Connection: close\r\n")
+            parts.append(_CONNECTION_CLOSE)
         if framing is None:
-            if not self._bodyless and not fields.has_length:
+            if not self._bodyless and not wire.has_length:
                 self._chunked = True
-                lines.append("Transfer-Encoding: chunked\r\n")
+                parts.append(_CHUNKED)
         else:
-            lines.append(framing)
-        lines.append("\r\n")
-        return _encode("".join(lines))
-
-
-def _encode(head: str) -> bytes:
-    try:
-        return head.encode("latin-1")  # upstream fields arrive latin-1: bytes kept
-    except UnicodeEncodeError:
-        return head.encode("utf-8", "surrogateescape")
-
-
-def _fields_for(headers: Sequence[tuple[str, str]]) -> _Fields:
-    """The serialized fields; kept for a tuple (the proxy's own answer from a cached
-    decision: a preflight's)."""
-    if not isinstance(headers, tuple):
-        return _Fields(headers)
-    fields = _fields_cache.get(headers)
-    if fields is None:
-        fields = remember(_fields_cache, headers, _Fields(headers), _FIELDS_CACHE_SIZE)
-    return fields
-
-
-class _Fields:
-    """``Name: value`` lines, and whether ``Date`` and ``Content-Length`` are among them."""
-
-    __slots__ = ("block", "has_date", "has_length")
-
-    def __init__(self, headers: Sequence[tuple[str, str]]) -> None:
-        block = "".join([f"{name}: {value}\r\n" for name, value in headers])
-        # a line break inside a name or value would split the response
-        if block.count("\n") != len(headers) or block.count("\r") != len(headers):
-            bad = next(n for n, v in headers if "\n" in v + n or "\r" in v + n)
-            raise ValueError(f"line break in the {bad} header")
-        low = block.lower()
-        self.block = block
-        self.has_date = low.startswith("date:") or "\ndate:" in low
-        self.has_length = low.startswith("content-length:") or "\ncontent-length:" in low
+            parts.append(framing)
+        parts.append(b"\r\n")
+        return b"".join(parts)
 
 
 def _bodyless_status(status: int) -> bool:

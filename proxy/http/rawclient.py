@@ -28,7 +28,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import cast
 
@@ -37,6 +37,8 @@ import httptools
 from proxy.config.model import UpstreamTarget
 from proxy.errors import UpstreamBodyError, UpstreamTimeout, UpstreamUnavailable
 
+# Connects the protocol the factory makes to the upstream (``RawUpstream(opener=...)``).
+Opener = Callable[[Callable[[], asyncio.Protocol]], Awaitable[object]]
 BUFFER_LIMIT = 256 * 1024  # response bytes held for a slow consumer before reading pauses
 MAX_IDLE = 64  # idle keep-alive connections kept per client
 _NO_BODY_STATUS = frozenset((204, 304))
@@ -259,7 +261,9 @@ class _Exchange:
     def __init__(
         self,
         client: RawUpstream,
-        args: tuple[str, str, list[tuple[str, str]], AsyncIterator[bytes] | None, bool],
+        args: tuple[
+            str, str, Sequence[tuple[str, str]], AsyncIterator[bytes] | None, bool, bytes | None
+        ],
     ) -> None:
         self._client = client
         self._args = args
@@ -267,10 +271,11 @@ class _Exchange:
         self._sender: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _Response:
-        method, target, headers, body, idempotent = self._args
+        method, target, headers, body, idempotent, head = self._args
         client = self._client
         chunked = body is not None and not _has_length(headers)
-        head = client._head(method, target, headers, chunked=chunked)
+        if head is None:
+            head = client._head(method, target, headers, chunked=chunked)
         conn = await client._acquire()
         try:
             try:
@@ -386,7 +391,9 @@ class RawUpstream:
 
     ``RawUpstream(target, connect_timeout=5.0, read_timeout=60.0)`` (the config's
     ``UpstreamTarget``, or a URL parsed into one); ``buffer_limit`` is the back-pressure
-    threshold in bytes."""
+    threshold in bytes. ``opener`` connects a protocol made by the factory it is given to
+    the upstream (the default: a TCP or TLS connection; tests and bench/micro.py give a
+    fake transport instead)."""
 
     def __init__(
         self,
@@ -396,6 +403,7 @@ class RawUpstream:
         read_timeout: float | None,
         buffer_limit: int = BUFFER_LIMIT,
         max_idle: int = MAX_IDLE,
+        opener: Opener | None = None,
     ) -> None:
         if isinstance(target, str):
             target = UpstreamTarget.parse(target)
@@ -410,6 +418,7 @@ class RawUpstream:
         self.read_timeout = read_timeout
         self.buffer_limit = buffer_limit
         self.max_idle = max_idle
+        self.opener = opener or self._open
         self._idle: list[_Conn] = []
         self._closed = False
 
@@ -417,12 +426,21 @@ class RawUpstream:
         self,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
         body: AsyncIterator[bytes] | None,
         *,
         idempotent: bool,
+        head: bytes | None = None,
     ) -> _Exchange:
-        return _Exchange(self, (method, target, headers, body, idempotent))
+        return _Exchange(self, (method, target, headers, body, idempotent, head))
+
+    def head(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], *, body: bool
+    ) -> bytes:
+        """The request head ``request`` sends (a caller may keep it and pass it back):
+        the fields as given, ``Host`` when missing, chunked framing for a ``body`` of
+        unknown length."""
+        return self._head(method, target, headers, chunked=body and not _has_length(headers))
 
     async def close(self) -> None:
         self._closed = True
@@ -433,7 +451,7 @@ class RawUpstream:
     # -- internals ------------------------------------------------------------------
 
     def _head(
-        self, method: str, target: str, headers: list[tuple[str, str]], *, chunked: bool
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], *, chunked: bool
     ) -> bytes:
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
         low = fields.lower()
@@ -451,18 +469,20 @@ class RawUpstream:
                 return conn
         return await self._connect()
 
+    async def _open(self, factory: Callable[[], asyncio.Protocol]) -> object:
+        return await asyncio.get_running_loop().create_connection(
+            factory,
+            self.host,
+            self.port,
+            ssl=self.ssl,
+            server_hostname=self.host if self.ssl else None,
+        )
+
     async def _connect(self) -> _Conn:
-        loop = asyncio.get_running_loop()
-        limit = self.buffer_limit
+        conn = _Conn(self.buffer_limit)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(limit),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None,
-                )
+                await self.opener(lambda: conn)
         except TimeoutError:
             raise UpstreamTimeout("connect timeout", "no connection within the limit") from None
         except ConnectionRefusedError as exc:
@@ -494,7 +514,7 @@ def _until_eof(headers: list[tuple[str, str]]) -> bool:
     return True
 
 
-def _has_length(headers: list[tuple[str, str]]) -> bool:
+def _has_length(headers: Sequence[tuple[str, str]]) -> bool:
     return any(name.lower() == "content-length" for name, _ in headers)
 
 

@@ -6,7 +6,7 @@ Errors are ``proxy.errors`` types, so the forwarder never sees a client's own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -26,10 +26,20 @@ class UpstreamClient(Protocol):
         self,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
         body: AsyncIterator[bytes] | None,
         *,
         idempotent: bool,
-    ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
+        head: bytes | None = None,
+    ) -> AbstractAsyncContextManager[UpstreamResponse]:
+        """Send the request (``head``: one ``self.head`` made before, instead of the
+        method, target and headers) and give the response once its head is in."""
+        ...
+
+    def head(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], *, body: bool
+    ) -> bytes:
+        """The request head as ``request`` would send it."""
+        ...
 
     async def close(self) -> None: ...

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
-from operator import attrgetter
-from typing import Any, Literal, NamedTuple
-
-from proxy.policy.bounded import remember
+from dataclasses import dataclass, fields
+from typing import Literal, NamedTuple
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -83,41 +80,50 @@ class Record:
     def json(self) -> str:
         return self.template(as_json=True).render(self.ms)
 
-    def template(self, color: bool = False, *, as_json: bool = False) -> LineTemplate:
-        """The line with its ``ms`` left open: a preflight answered again from the fast
-        lane's known heads logs the same line with its own time (downstream.Replay).
-
-        Most exchanges repeat an earlier one's fields (the same page asks the same
-        paths): those lines are escaped and joined once."""
-        if len(self.path) > MAX_KEPT_PATH:
-            return self._template(color, as_json)
-        key = (_line_fields(self), color, as_json)
-        line = _templates.get(key)
-        if line is None:
-            line = remember(_templates, key, self._template(color, as_json), KEPT_TEMPLATES)
-        return line
-
-    def _template(self, color: bool, as_json: bool) -> LineTemplate:
+    def start(self, color: bool = False, *, as_json: bool = False) -> LineStart:
+        """The line's request part, around its status: the fields a request head fixes
+        (method, path, origin, CORS word, rule), escaped once. The fast lane's request
+        cache keeps one per head (proxy/generation.py), so a repeated request's line
+        costs a few joins."""
         if as_json:
-            data = {k: v for k, v in asdict(self).items() if v not in ("", None, ())}
-            keys = list(data)
-            at = keys.index("ms")  # the fields before ms, and after it, dumped apart
-            head = {k: data[k] for k in keys[:at]}  # never empty: status is always there
-            tail = {k: data[k] for k in keys[at + 1 :]}
-            before = json.dumps(head, ensure_ascii=True)[:-1] + ', "ms": '
-            after = ", " + json.dumps(tail, ensure_ascii=True)[1:] if tail else "}"
-            return LineTemplate(before, after, True)
+            pre = [(k, v) for k, v in (("method", self.method), ("path", self.path)) if v]
+            post = [
+                (k, v)
+                for k, v in (("origin", self.origin), ("cors", self.cors), ("rule", self.rule))
+                if v not in _EMPTY
+            ]
+            return LineStart(
+                "{" + "".join(f"{_dumps(k)}: {_dumps(v)}, " for k, v in pre) + '"status": ',
+                "".join(f", {_dumps(k)}: {_dumps(v)}" for k, v in post) + ', "ms": ',
+            )
         paint = _paint if color else _plain
-        status_color = _STATUS_COLORS.get(self.status // 100, "")
         cors_color = _RED if "denied" in self.cors else ""
-        before = (
-            f"{safe(self.method, 20)} {safe(self.path)} {paint(str(self.status), status_color)} "
-            f"origin={safe(self.origin, 120) if self.origin is not None else '-'} "
+        return LineStart(
+            f"{safe(self.method, 20)} {safe(self.path)} ",
+            f" origin={safe(self.origin, 120) if self.origin is not None else '-'} "
             + paint(
                 f"cors={self.cors}" + (f"[{safe(self.rule, 60)}]" if self.rule else ""), cors_color
             )
-            + " "
+            + " ",
         )
+
+    def template(
+        self, color: bool = False, *, as_json: bool = False, start: LineStart | None = None
+    ) -> LineTemplate:
+        """The line with its ``ms`` left open (an allowed preflight answered again from
+        the fast lane's request cache logs the same line with its own time); ``start``:
+        this record's ``start(color, as_json=as_json)``, made before."""
+        if start is None:
+            start = self.start(color, as_json=as_json)
+        if as_json:
+            tail = {k: v for k in _TAIL if (v := getattr(self, k)) not in _EMPTY}
+            after = ", " + json.dumps(tail, ensure_ascii=True)[1:] if tail else "}"
+            return LineTemplate(f"{start.before}{self.status}{start.after}", after, True)
+        status = str(self.status)
+        if color:
+            status = _paint(status, _STATUS_COLORS.get(self.status // 100, ""))
+        before = f"{start.before}{status}{start.after}"
+        paint = _paint if color else _plain
         after = "ms"
         if not (
             self.reason or self.diagnosis or self.console or self.hints or self.fix or self.repro
@@ -125,7 +131,7 @@ class Record:
             if self.note:  # the common extra (a preflight's "for PUT"): no list to build
                 after += " | " + paint(safe(self.note, MAX_NOTE), _DIM)
             return LineTemplate(before, after, False)
-        extras = [(self.reason, cors_color), (self.diagnosis, _RED)]
+        extras = [(self.reason, _RED if "denied" in self.cors else ""), (self.diagnosis, _RED)]
         if self.console:
             extras.append((f"browser: {self.console}", _RED))
         extras += [(h, _DIM) for h in self.hints]
@@ -141,11 +147,21 @@ class Record:
         return LineTemplate(before, after, False)
 
 
-KEPT_TEMPLATES = 1024  # lines kept by their fields (then forgotten at once)
-MAX_KEPT_PATH = 2048  # characters: a longer path's line is built each time (bounds memory)
-_templates: dict[tuple[Any, ...], LineTemplate] = {}
-# every field but ms, in one C call: the key of a kept line
-_line_fields = attrgetter(*(f.name for f in fields(Record) if f.name != "ms"))
+_EMPTY = ("", None, ())  # fields a JSON line leaves out
+# the JSON fields after ms, in the record's order
+_NAMES = tuple(f.name for f in fields(Record))
+_TAIL = _NAMES[_NAMES.index("ms") + 1 :]
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=True)
+
+
+class LineStart(NamedTuple):
+    """A log line's request part: the text before its status, and after it up to ``ms``."""
+
+    before: str
+    after: str
 
 
 class LineTemplate(NamedTuple):

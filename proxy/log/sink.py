@@ -8,7 +8,7 @@ import json
 import os
 from typing import TextIO
 
-from proxy.log.record import LineTemplate, Record
+from proxy.log.record import LineStart, LineTemplate, Record
 
 FLUSH_DELAY = 0.005  # seconds a log line may wait for others to share its write
 
@@ -25,11 +25,16 @@ class LogSink:
         self._lines: list[str] = []
         self._scheduled = False
 
-    def record(self, rec: Record) -> None:
-        self.line(self.template(rec).render(rec.ms))
+    def record(self, rec: Record, start: LineStart | None = None) -> None:
+        """Write ``rec``'s line; ``start``: its ``self.start(rec)``, made before."""
+        self.line(self.template(rec, start).render(rec.ms))
 
-    def template(self, rec: Record) -> LineTemplate:
-        return rec.template(self.color, as_json=self.fmt == "json")
+    def start(self, rec: Record) -> LineStart:
+        """The request part of ``rec``'s line, in this sink's format."""
+        return rec.start(self.color, as_json=self.fmt == "json")
+
+    def template(self, rec: Record, start: LineStart | None = None) -> LineTemplate:
+        return rec.template(self.color, as_json=self.fmt == "json", start=start)
 
     def message(self, text: str, **fields: object) -> None:
         if self.fmt == "json":

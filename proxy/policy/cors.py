@@ -2,8 +2,8 @@
 
 What is fixed per rule (header tuples, compiled matchers) is built in ``CorsPolicy``'s
 constructor, as Starlette's CORSMiddleware does; per request only the origin-dependent
-part is computed, and that is memoized in bounded dicts. Nothing here mutates shared
-state visible to callers: every decision returns fresh tuples.
+part is computed. Nothing here keeps state between calls (the proxy caches decisions per
+config generation, in proxy/generation.py): every decision returns fresh tuples.
 
 Spec references: Fetch "CORS protocol" (https://fetch.spec.whatwg.org/#http-cors-protocol),
 CORS.md in the project's shared notes.
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
 
-from proxy.policy.bounded import remember
 from proxy.policy.fetch import (
     FORBIDDEN_RESPONSE_HEADERS,
     SAFELISTED_REQUEST_HEADERS,
@@ -27,12 +26,8 @@ from proxy.policy.fetch import (
 from proxy.policy.origins import compile_glob, is_glob, is_serialized_origin
 
 Headers = tuple[tuple[str, str], ...]
-K = TypeVar("K")
-V = TypeVar("V")
 
 PROXY_ERROR_HEADER: Final = "X-Cors-Proxy-Error"
-
-_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,6 @@ class _Compiled:
     aceh: str
     aceh_error: str
     max_age: str | None
-    origin_cache: dict[str, bool] = field(default_factory=dict)
 
 
 def _compile(index: int, rule: CorsRule) -> _Compiled:
@@ -142,9 +136,6 @@ class CorsPolicy:
     def __init__(self, rules: Sequence[CorsRule]) -> None:
         self.rules = tuple(rules)
         self._compiled = tuple(_compile(i, r) for i, r in enumerate(self.rules))
-        self._path_cache: dict[str, _Compiled | None] = {}
-        self._preflight_cache: dict[tuple[object, ...], PreflightDecision] = {}
-        self._actual_cache: dict[tuple[object, ...], ActualDecision] = {}
 
     def __repr__(self) -> str:
         return f"CorsPolicy({[r.name for r in self.rules]!r})"
@@ -152,18 +143,12 @@ class CorsPolicy:
     # -- matching -------------------------------------------------------------------
 
     def _rule_for(self, raw_path: str) -> _Compiled | None:
-        hit = self._path_cache.get(raw_path, False)
-        if hit is not False:
-            return hit  # type: ignore[return-value]
         # Rules match the percent-decoded path the upstream will route, without query.
         path = unquote(raw_path.partition("?")[0], errors="surrogateescape")
-        found = None
         for c in self._compiled:
             if c.paths is None or c.paths.fullmatch(path):
-                found = c
-                break
-        _remember(self._path_cache, raw_path, found)
-        return found
+                return c
+        return None
 
     def rule_for(self, raw_path: str) -> CorsRule | None:
         c = self._rule_for(raw_path)
@@ -171,23 +156,17 @@ class CorsPolicy:
 
     @staticmethod
     def _origin_allowed(c: _Compiled, origin: str) -> bool:
-        known = c.origin_cache.get(origin)
-        if known is not None:
-            return known
         if origin == "null":
-            ok = c.null  # never through "*", globs or regexes (CORS.md §3.2)
-        elif origin in c.exact:
-            ok = True
-        elif not is_serialized_origin(origin):
-            ok = False  # only ever reflect what a browser could have sent
-        else:
-            ok = (
-                c.any_origin
-                or any(g.fullmatch(origin) for g in c.globs)
-                or (c.regex is not None and c.regex.fullmatch(origin) is not None)
-            )
-        _remember(c.origin_cache, origin, ok)
-        return ok
+            return c.null  # never through "*", globs or regexes (CORS.md §3.2)
+        if origin in c.exact:
+            return True
+        if not is_serialized_origin(origin):
+            return False  # only ever reflect what a browser could have sent
+        return (
+            c.any_origin
+            or any(g.fullmatch(origin) for g in c.globs)
+            or (c.regex is not None and c.regex.fullmatch(origin) is not None)
+        )
 
     def origin_allowed(self, raw_path: str, origin: str) -> bool:
         c = self._rule_for(raw_path)
@@ -212,21 +191,7 @@ class CorsPolicy:
         private_network: bool = False,
     ) -> PreflightDecision:
         """Answer an OPTIONS request carrying Origin and Access-Control-Request-Method."""
-        key = (path, origin, request_method, request_headers, private_network)
-        cached = self._preflight_cache.get(key)
-        if cached is None:
-            cached = self._preflight(path, origin, request_method, request_headers, private_network)
-            _remember(self._preflight_cache, key, cached)
-        return cached
-
-    def _preflight(
-        self,
-        path: str,
-        origin: str,
-        method: str,
-        request_headers: str | None,
-        private_network: bool,
-    ) -> PreflightDecision:
+        method = request_method
         c = self._rule_for(path)
         vary = (("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),)
         if c is None:
@@ -300,14 +265,6 @@ class CorsPolicy:
 
     def actual(self, *, path: str, origin: str | None, error: bool = False) -> ActualDecision:
         """CORS headers for a forwarded response (``error``: the proxy's own 502/504)."""
-        key = (path, origin, error)
-        cached = self._actual_cache.get(key)
-        if cached is None:
-            cached = self._actual(path, origin, error)
-            _remember(self._actual_cache, key, cached)
-        return cached
-
-    def _actual(self, path: str, origin: str | None, error: bool) -> ActualDecision:
         c = self._rule_for(path)
         if c is None:
             return ActualDecision(False, (), None, "no rule matches this path", vary=False)
@@ -332,30 +289,21 @@ class CorsPolicy:
         return ActualDecision(True, tuple(headers), name, "", True, expose_all=c.expose_all)
 
 
-_expose_cache: dict[tuple[str, ...], str] = {}  # by the response's header names
-
-
 def expose_all_value(response_names: Sequence[str]) -> str:
     """ACEH for ``expose_headers: ["*"]``: the response's own header names, spelled out.
 
     A literal "*" would only work without credentials; naming them works in both modes.
-    An endpoint answers with the same names each time: the value is cached by them.
     """
-    key = tuple(response_names)
-    value = _expose_cache.get(key)
-    if value is None:
-        seen: dict[str, str] = {}
-        for n in key:
-            low = n.lower()
-            if (
-                low not in SAFELISTED_RESPONSE_HEADERS
-                and low not in FORBIDDEN_RESPONSE_HEADERS
-                and not low.startswith("access-control-")
-            ):
-                seen.setdefault(low, n)
-        value = ", ".join(seen.values())
-        _remember(_expose_cache, key, value)
-    return value
+    seen: dict[str, str] = {}
+    for n in response_names:
+        low = n.lower()
+        if (
+            low not in SAFELISTED_RESPONSE_HEADERS
+            and low not in FORBIDDEN_RESPONSE_HEADERS
+            and not low.startswith("access-control-")
+        ):
+            seen.setdefault(low, n)
+    return ", ".join(seen.values())
 
 
 def _parse_list(value: str) -> tuple[str, ...] | None:
@@ -391,7 +339,3 @@ def _show(value: str | None) -> str:
     """Quote a request-supplied value for messages, escaping control characters."""
     text = repr(value if value is not None else "")
     return text if len(text) <= 200 else text[:197] + "...'"
-
-
-def _remember(cache: dict[K, V], key: K, value: V) -> None:
-    remember(cache, key, value, _CACHE_LIMIT)  # hostile clients send endless origins

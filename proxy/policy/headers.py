@@ -6,11 +6,10 @@ survive in order and unchanged. Hop-by-hop rules: RFC 9110 §7.6.1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, NamedTuple
 
-from proxy.policy.bounded import remember
 from proxy.policy.cors import ActualDecision, expose_all_value
 from proxy.policy.origins import Origin
 
@@ -60,33 +59,6 @@ _RESPONSE_KINDS: Final = {
 }
 
 
-# A page sends the same headers again and again and the upstream answers alike (but for
-# its Date, once a second): a plan is made once per distinct input. The fast lane even
-# hands over the same strings, their hashes computed once.
-KEPT_PLANS = 1024  # plans kept per direction by their inputs (then forgotten at once)
-MAX_KEPT_FIELDS = 4096  # characters of the fields: larger ones are planned each time (memory)
-_request_plans: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
-_response_heads: dict[tuple[object, ...], ResponseHead] = {}
-_T = TypeVar("_T")
-
-
-def _kept(
-    plans: dict[tuple[object, ...], _T],
-    key: tuple[object, ...],
-    fields: Sequence[tuple[str, str]],
-    make: Callable[..., _T],
-    *args: object,
-) -> _T:
-    """``make(*args)``, kept in ``plans`` by ``key`` when ``fields`` are small enough
-    (``args`` are the key's parts: the fields as a tuple, the rest as given)."""
-    plan = plans.get(key)
-    if plan is None:
-        plan = make(*args)
-        if sum(len(name) + len(value) for name, value in fields) <= MAX_KEPT_FIELDS:
-            remember(plans, key, plan, KEPT_PLANS)
-    return plan
-
-
 def upstream_request_headers(
     headers: Sequence[tuple[str, str]],
     *,
@@ -101,17 +73,6 @@ def upstream_request_headers(
     way a chain of proxies does, so Werkzeug's ProxyFix(x_for=1, x_proto=1, x_host=1)
     reads this hop's values. ``upstream_authority`` set means ``host_header: upstream``.
     """
-    key = (tuple(headers), client_ip, scheme, upstream_authority)
-    plan: tuple[tuple[str, str], ...] = _kept(_request_plans, key, headers, _request_plan, *key)
-    return list(plan)
-
-
-def _request_plan(
-    headers: Sequence[tuple[str, str]],
-    client_ip: str,
-    scheme: str,
-    upstream_authority: str | None,
-) -> tuple[tuple[str, str], ...]:
     lows = [name.lower() for name, _ in headers]
     named = _connection_tokens(headers, lows)
     kinds = _REQUEST_KINDS
@@ -142,7 +103,7 @@ def _request_plan(
             continue
         prior = forwarded.get(low)
         out.append((label, f"{prior}, {value}" if prior else value))
-    return tuple(out)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,17 +171,6 @@ def response_head(
     """The response head's fields: hop-by-hop dropped, an absolute ``Location`` at the
     upstream pointed back at ``client_origin``, the decision's CORS headers added unless
     the upstream sent its own and ``override`` is off, and one merged ``Vary``."""
-    key = (tuple(headers), decision, override, upstream_origins, client_origin)
-    return _kept(_response_heads, key, headers, _response_head, *key)
-
-
-def _response_head(
-    headers: Sequence[tuple[str, str]],
-    decision: ActualDecision,
-    override: bool,
-    upstream_origins: frozenset[str],
-    client_origin: str,
-) -> ResponseHead:
     plan = downstream_response_headers(headers, strip_cors=override)
     out = plan.headers
     if plan.locations:

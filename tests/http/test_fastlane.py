@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from proxy import generation, server
 from proxy.http import fastlane
 from tests.support import ORIGIN
 from tests.support.proxy import MakeProxy, RunningProxy, raw_request
@@ -155,7 +156,7 @@ class TestServedHere:
         forwarder = proxy.server.forwarder
         assert forwarder is not None
 
-        async def broken(request: object) -> None:
+        async def broken(*args: object) -> None:
             raise RuntimeError("simulated bug")
 
         monkeypatch.setattr(forwarder, "forward", broken)
@@ -236,7 +237,7 @@ class TestLifecycle:
     async def test_idle_keep_alive_connections_expire(
         self, make_proxy: MakeProxy, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(fastlane, "KEEPALIVE_TIMEOUT", 0.2)
+        monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", 0.2)
         monkeypatch.setattr(fastlane, "SWEEP_INTERVAL", 0.1)
         proxy = await make_proxy(upstream.url)
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
@@ -265,23 +266,28 @@ class TestLifecycle:
         idle_w.close()
 
 
-def fast_server(proxy: RunningProxy) -> fastlane.FastServer:
-    server = proxy.server.server
-    assert server is not None
-    assert server.fast is not None
-    return server.fast
+def fast_server(proxy: RunningProxy) -> fastlane.FastServer[generation.RequestPlan]:
+    aio = proxy.server.server
+    assert aio is not None
+    assert aio.fast is not None
+    return aio.fast
 
 
-def count_decisions(fast: fastlane.FastServer) -> list[str]:
-    """The requests the fast lane hands to the forwarder to decide without a task."""
+def count_decisions(proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The requests the fast lane hands to the proxy to answer without a task."""
     decided: list[str] = []
-    decide = fast.answer_now
+    handler = proxy.server
+    decide = handler.answer_now
 
-    def spy(down: fastlane.FastDownstream) -> bool:
-        decided.append(down.method)
-        return decide(down)
+    def spy(
+        plan: generation.RequestPlan,
+        request: fastlane.FastRequest,
+        response: fastlane.FastResponse,
+    ) -> object:
+        decided.append(request.method)
+        return decide(plan, request, response)
 
-    fast.answer_now = spy
+    monkeypatch.setattr(handler, "answer_now", spy)
     return decided
 
 
@@ -289,30 +295,37 @@ def without_date(resp: Response) -> Response:
     return resp[0], [(n, v) for n, v in resp[1] if n != "Date"], resp[2]
 
 
-def replayable(fast: fastlane.FastServer) -> list[bytes]:
-    """The request heads whose 204 is given again without a decision."""
-    return [head for head, known in fast.known.items() if known.replay is not None]
+def cached(proxy: RunningProxy) -> list[bytes]:
+    """The request heads in the current generation's request cache."""
+    return [raw for raw, _ in proxy.server.generation.requests.items()]
+
+
+def replayable(proxy: RunningProxy) -> list[bytes]:
+    """The request heads whose answer is given again without a decision."""
+    items = proxy.server.generation.requests.items()
+    return [raw for raw, plan in items if plan.replay is not None]
 
 
 def preflight_lines(log: str, status: int = 204) -> list[str]:
     return [line for line in log.splitlines() if line.startswith(f"OPTIONS /api/echo {status}")]
 
 
-class TestKnownHeads:
-    """A request head seen before is not parsed again, and a preflight whose exact head
-    got a 204 gets the same 204 again without a decision (FastServer.known)."""
+class TestRequestCache:
+    """A request head seen before is not parsed again (the generation's request cache),
+    and a preflight whose exact head got a 204 gets the same 204 again without a
+    decision (its plan's replay)."""
 
     async def test_a_repeated_head_is_parsed_once(
         self, proxy, conn, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         parsed: list[bytes] = []
-        parse = fastlane.FastLane._parse
+        parse = fastlane.parse_head
 
-        def spy(lane: fastlane.FastLane, head: bytes) -> fastlane.Known | None:
-            parsed.append(head)
-            return parse(lane, head)
+        def spy(raw: bytes) -> fastlane.Head | None:
+            parsed.append(raw)
+            return parse(raw)
 
-        monkeypatch.setattr(fastlane.FastLane, "_parse", spy)
+        monkeypatch.setattr(server, "parse_head", spy)
         reader, writer = conn
         other = GET.replace(b"Host: x", b"Host: y")
         writer.write(GET + GET + other + GET)
@@ -322,26 +335,26 @@ class TestKnownHeads:
             assert status == 200
             assert json.loads(body) == {"hello": "world"}
             assert (("Access-Control-Allow-Origin", ORIGIN)) in headers
-        request = fast_server(proxy).known[GET].request
+        plan = proxy.server.generation.requests.get(GET)
+        assert plan is not None
         with pytest.raises(TypeError):  # shared by every repeat: read-only
-            request.headers["Origin"] = "http://evil.example"  # type: ignore[index]
+            plan.head.headers["Origin"] = "http://evil.example"
 
     async def test_the_same_head_gets_the_same_answer_and_its_own_log_line(
-        self, proxy, conn
+        self, proxy, conn, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        fast = fast_server(proxy)
-        decided = count_decisions(fast)
+        decided = count_decisions(proxy, monkeypatch)
         reader, writer = conn
         writer.write(PREFLIGHT)
         first = await read_response(reader)
         writer.write(PREFLIGHT + PREFLIGHT)  # pipelined
         again = [await read_response(reader) for _ in range(2)]
         other_r, other_w = await asyncio.open_connection("127.0.0.1", proxy.port)
-        other_w.write(PREFLIGHT)  # the replays are the server's, for every connection
+        other_w.write(PREFLIGHT)  # the cache is the generation's, for every connection
         again.append(await read_response(other_r))
         other_w.close()
         assert decided == ["OPTIONS"]
-        assert replayable(fast) == [PREFLIGHT]
+        assert replayable(proxy) == [PREFLIGHT]
         assert first[0] == 204
         assert field(first, "Access-Control-Allow-Origin") == [ORIGIN]
         for resp in again:
@@ -353,9 +366,10 @@ class TestKnownHeads:
             assert "cors=preflight-ok[frontend]" in line
             assert "| for PUT with x-custom" in line
 
-    async def test_other_heads_are_decided_and_denials_never_kept(self, proxy, conn) -> None:
-        fast = fast_server(proxy)
-        decided = count_decisions(fast)
+    async def test_other_heads_are_decided_and_denials_never_replayed(
+        self, proxy, conn, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        decided = count_decisions(proxy, monkeypatch)
         reader, writer = conn
         evil = PREFLIGHT.replace(ORIGIN.encode(), b"http://evil.example")
         other_headers = PREFLIGHT.replace(b"x-custom", b"authorization")
@@ -364,40 +378,41 @@ class TestKnownHeads:
         statuses = [(await read_response(reader))[0] for _ in range(4)]
         assert statuses == [403, 403, 204, 204]
         assert decided == ["OPTIONS"] * 3  # both denials, the first of the other heads
-        assert replayable(fast) == [other_headers]
-        assert list(fast.known) == [evil, other_headers]  # parsed once each
+        assert replayable(proxy) == [other_headers]
+        assert cached(proxy) == [evil, other_headers]  # parsed once each
 
-    async def test_connection_close_and_long_heads_are_not_kept(
+    async def test_long_heads_are_not_kept_and_a_closing_answer_still_closes(
         self, proxy, conn, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         closing = PREFLIGHT.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
-        monkeypatch.setattr(fastlane, "MAX_KNOWN_HEAD", len(closing))
-        fast = fast_server(proxy)
+        monkeypatch.setattr(generation, "LARGEST_HEAD", len(closing))
+        decided = count_decisions(proxy, monkeypatch)
         reader, writer = conn
         long_head = closing.replace(b"Connection: close", b"X-Pad: " + b"1" * 20)
         writer.write(long_head + long_head)
         assert [(await read_response(reader))[0] for _ in range(2)] == [204, 204]
-        assert fast.known == {}  # longer than MAX_KNOWN_HEAD: parsed and decided each time
-        assert b" 204 " in await raw_request(proxy.port, closing)
-        assert list(fast.known) == [closing]  # parsed, but its answer closes: not replayed
-        assert replayable(fast) == []
-        writer.write(PREFLIGHT)
-        assert (await read_response(reader))[0] == 204
-        assert replayable(fast) == [PREFLIGHT]
+        assert cached(proxy) == []  # longer than LARGEST_HEAD: parsed and decided each time
+        assert decided == ["OPTIONS"] * 2
+        replies = [await raw_request(proxy.port, closing) for _ in range(2)]
+        assert cached(proxy) == replayable(proxy) == [closing]
+        assert decided == ["OPTIONS"] * 3  # the second closing head was answered again
+        for reply in replies:  # both close the connection, and say so
+            assert reply.startswith(b"HTTP/1.1 204 No Content\r\n")
+            assert b"\r\nConnection: close\r\n" in reply
 
-    async def test_the_known_heads_are_bounded(
-        self, proxy, conn, monkeypatch: pytest.MonkeyPatch
+    async def test_the_request_cache_is_bounded(
+        self, make_proxy: MakeProxy, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(fastlane, "KNOWN_HEADS", 2)
-        fast = fast_server(proxy)
-        reader, writer = conn
+        monkeypatch.setattr(generation, "REQUESTS", 2)
+        proxy = await make_proxy(upstream.url)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         for n in range(5):
             writer.write(PREFLIGHT.replace(b"Host: x", f"Host: x{n}".encode()))
             assert (await read_response(reader))[0] == 204
-            assert 1 <= len(fast.known) <= 2
+            assert 1 <= len(proxy.server.generation.requests) <= 2
+        writer.close()
 
     async def test_a_reload_decides_again(self, proxy, conn) -> None:
-        fast = fast_server(proxy)
         reader, writer = conn
         writer.write(PREFLIGHT)
         assert (await read_response(reader))[0] == 204
@@ -411,7 +426,8 @@ class TestKnownHeads:
         denied = await read_response(reader)
         assert denied[0] == 403
         assert not field(denied, "Access-Control-Allow-Origin")
-        assert replayable(fast) == []  # the stale answer went; a denial is never kept
+        assert replayable(proxy) == []  # a new generation, a new cache; denials never replay
+        assert cached(proxy) == [PREFLIGHT]
         assert len(preflight_lines(await proxy.logs(), 403)) == 1
 
     async def test_json_log_lines_carry_their_own_time(

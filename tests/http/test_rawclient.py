@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
-def client(url: str, **kw: int) -> RawUpstream:
+def client(url: str, **kw: Any) -> RawUpstream:
     return RawUpstream(url, connect_timeout=2, read_timeout=2, **kw)
 
 

@@ -1,6 +1,7 @@
-"""The log line (proxy/logfmt.py, pure): one line per exchange, and its template with the
-``ms`` left open, which a preflight answered again from the fast lane's known heads fills
-in; and the sink (app.LogSink) that writes the lines of many exchanges at once."""
+"""The log line (proxy/log/record.py, pure): one line per exchange, its template with the
+``ms`` left open (a replayed preflight fills it in) and its request part (``start``, kept
+per request head by the generation's request cache); and the sink (proxy/log/sink.py)
+that writes the lines of many exchanges at once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.log import record as logfmt
 from proxy.log.record import Record
 from proxy.log.sink import FLUSH_DELAY, LogSink
 
@@ -78,25 +78,35 @@ def test_json_template_is_json_whatever_the_fields_hold(path: str, note: str, ms
     assert data.get("note", "") == note
 
 
-def test_kept_lines_differ_in_every_field_and_stay_bounded(monkeypatch) -> None:
-    monkeypatch.setattr(logfmt, "KEPT_TEMPLATES", 3)
+VARIATIONS = [
+    ("status", 403), ("hints", ("cookie x",)), ("fix", "add y"), ("rule", None),
+    ("origin", None), ("verdict", "blocked"), ("console", "blocked by CORS"),
+    ("repro", ("curl z",)), ("reason", "origin x"), ("diagnosis", "NameError"),
+    ("note", "for DELETE"), ("cors", "preflight-denied"), ("path", "/api/other"),
+    ("method", "PUT"), ("origin", ""),
+]  # fmt: skip
+
+
+def test_lines_differ_in_every_field_and_a_kept_start_changes_nothing() -> None:
+    """A line made from a request part made before (the request cache keeps one per
+    head) is the line made from scratch, whatever the other fields hold."""
     base = preflight(note="for PUT")
-    assert base.text() == base.text()
-    for name, value in [
-        ("status", 403), ("hints", ("cookie x",)), ("fix", "add y"), ("rule", None),
-        ("origin", None), ("verdict", "blocked"), ("console", "blocked by CORS"),
-        ("repro", ("curl z",)),
-    ]:  # fmt: skip
-        other = preflight(note="for PUT", **{name: value})
+    for name, value in VARIATIONS:
+        other = preflight(**{"note": "for PUT", name: value})
         if name != "verdict":  # the text line shows the console message, not the verdict
             assert other.text() != base.text(), name
         assert other.json() != base.json(), name
-        assert len(logfmt._templates) <= 3
-    monkeypatch.setattr(logfmt, "MAX_KEPT_PATH", 10)
-    logfmt._templates.clear()
+        for color, as_json in ((False, False), (True, False), (False, True)):
+            start = other.start(color, as_json=as_json)
+            for ms in (0.04, 12.345):
+                kept = other.template(color, as_json=as_json, start=start).render(ms)
+                assert kept == other.template(color, as_json=as_json).render(ms), name
+        if name not in ("method", "path", "origin", "cors", "rule"):
+            # fields the request does not fix: the request part stays the same
+            assert other.start() == base.start(), name
+            assert other.start(as_json=True) == base.start(as_json=True), name
     long = preflight(path="/api/" + "x" * 20)
     assert long.text().startswith("OPTIONS /api/xxxxxxxxxxxxxxxxxxxx 204 ")
-    assert logfmt._templates == {}
 
 
 class CountingStream(io.StringIO):

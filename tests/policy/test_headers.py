@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from proxy.config.model import UpstreamTarget
-from proxy.policy import headers
 from proxy.policy.cors import ActualDecision
 from proxy.policy.headers import (
     ResponseHead,
@@ -103,11 +102,8 @@ class TestRequest:
             ("X-Forwarded-Proto", "http"),
         ]
 
-    def test_plans_are_kept_per_input_and_each_caller_gets_its_own_list(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setattr(headers, "KEPT_PLANS", 2)
-        monkeypatch.setattr(headers, "_request_plans", {})
+    def test_every_input_counts_and_each_caller_gets_its_own_list(self) -> None:
+        """(The generation's request cache keeps one per head and client address.)"""
         fields = [("Host", "h:1"), ("Origin", "http://localhost:3000")]
 
         def plan(ip: str, authority: str | None = None) -> list[tuple[str, str]]:
@@ -126,11 +122,6 @@ class TestRequest:
         ]
         assert ("X-Forwarded-For", "10.0.0.2") in plan("10.0.0.2")  # the client is input
         assert ("Host", "up:5000") in plan("10.0.0.1", "up:5000")
-        assert len(headers._request_plans) <= 2
-        monkeypatch.setattr(headers, "MAX_KEPT_FIELDS", 10)
-        headers._request_plans.clear()
-        assert ("X-Forwarded-For", "10.0.0.3") in plan("10.0.0.3")
-        assert headers._request_plans == {}  # larger than the bound: planned each time
 
 
 class TestResponse:
@@ -240,11 +231,11 @@ class TestResponseHead:
         assert got.cookies == ("a=1",)
         assert got.upstream_cors == (("Access-Control-Allow-Origin", "*"),)
 
-    def test_every_input_is_part_of_the_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(headers, "_response_heads", {})
+    def test_every_input_changes_the_head(self) -> None:
+        """(The generation's response cache keys plans by all of these: test_generation.)"""
         fields = [("Location", "http://127.0.0.1:5000/a"), ("Access-Control-Max-Age", "5")]
         base = head(fields)
-        assert head(list(fields)) is base  # kept
+        assert head(list(fields)) == base
         denied = ActualDecision(False, (), "frontend", "origin x", vary=True)
         assert ("Access-Control-Allow-Origin", "http://localhost:3000") not in head(
             fields, denied
@@ -257,18 +248,7 @@ class TestResponseHead:
         ).fields
         dated = head([*fields, ("Date", "Fri, 04 Dec 2026 22:00:01 GMT")])
         assert ("Date", "Fri, 04 Dec 2026 22:00:01 GMT") in dated.fields
-        assert len(headers._response_heads) == 5
-
-    def test_kept_heads_are_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(headers, "_response_heads", {})
-        monkeypatch.setattr(headers, "KEPT_PLANS", 2)
-        for n in range(5):
-            assert head([("X-N", str(n))]).fields[0] == ("X-N", str(n))
-            assert 1 <= len(headers._response_heads) <= 2
-        monkeypatch.setattr(headers, "MAX_KEPT_FIELDS", 10)
-        headers._response_heads.clear()
-        assert head([("Set-Cookie", "session=" + "x" * 20)]).cookies == ("session=" + "x" * 20,)
-        assert headers._response_heads == {}
+        assert len({base, head(fields, denied), dated, head(fields, override=False)}) == 4
 
 
 class TestLocation:
