@@ -1,10 +1,11 @@
 """Forward one HTTP exchange: preflights answered here, everything else streamed (I/O).
 
-The decisions come from the pure side (``cors``, ``headers``, ``diagnostics``); this
-module only moves bytes and headers between the client (a ``RequestView`` and a
-``ResponseSink``, from the fast lane or aiohttp's server) and the upstream client, and
-writes one log record per exchange. A fast-lane request comes with its ``RequestPlan``
-(proxy/generation.py): what its head means was worked out once per config generation.
+The decisions come from the pure layers (``policy.cors``, ``policy.headers``, and
+``diagnosis.explain`` for what the log line says); this module only moves bytes and
+headers between the client (a ``RequestView`` and a ``ResponseSink``, from the fast lane
+or aiohttp's server) and the upstream client, and writes one log record per exchange. A
+fast-lane request comes with its ``RequestPlan`` (proxy/generation.py): what its head
+means was worked out once per config generation.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ MAX_ORIGIN = 1024
 
 
 class Log(Protocol):
-    """Where the one line per exchange goes (app.LogSink)."""
+    """Where the one line per exchange goes (``proxy.log.sink.LogSink``)."""
 
     def record(self, rec: Record, start: LineStart | None = None) -> None: ...
     def start(self, rec: Record) -> LineStart: ...

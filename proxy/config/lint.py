@@ -3,7 +3,7 @@
 Used by ``cors-proxy check`` and at startup/reload. Every warning names the key
 (``rules[0].origin_regex``) and says what happens; regex warnings carry a concrete
 hostile origin that the pattern accepts, checked with ``re.fullmatch`` before it is
-shown (CORS.md §3.3).
+shown (docs/cors-notes.md §9).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast, get_args
 
 import yaml
 
@@ -18,7 +18,10 @@ from proxy.config.lint import lint
 from proxy.config.model import (
     DEFAULT_METHODS,
     Config,
+    HostHeader,
+    LogFormat,
     Overrides,
+    UpstreamCors,
     UpstreamTarget,
     zero_config_rule,
 )
@@ -26,6 +29,8 @@ from proxy.errors import ConfigError
 from proxy.policy.cors import CorsRule
 from proxy.policy.fetch import is_token
 from proxy.policy.origins import compile_glob, is_glob, normalize_origin
+
+_Choice = TypeVar("_Choice", bound=str)
 
 TOP_KEYS: Final = (
     "listen",
@@ -113,11 +118,9 @@ class _Validator:
         cfg = Config(source=self.source)
         host, port = self.listen(data.get("listen", f"{cfg.listen_host}:{cfg.listen_port}"))
         upstream = self.upstream(data.get("upstream", cfg.upstream))
-        host_header = self.choice(data, "host_header", ("preserve", "upstream"), cfg.host_header)
-        upstream_cors = self.choice(
-            data, "upstream_cors", ("override", "preserve"), cfg.upstream_cors
-        )
-        log_format = self.choice(data, "log_format", ("text", "json"), cfg.log_format)
+        host_header = self.choice(data, "host_header", HostHeader, cfg.host_header)
+        upstream_cors = self.choice(data, "upstream_cors", UpstreamCors, cfg.upstream_cors)
+        log_format = self.choice(data, "log_format", LogFormat, cfg.log_format)
         connect, read = cfg.connect_timeout, cfg.read_timeout
         timeouts = data.get("timeouts", {})
         if timeouts is None:
@@ -126,10 +129,15 @@ class _Validator:
             self.error("timeouts", f"expected a mapping with connect/read, got {_kind(timeouts)}")
         else:
             self.unknown_keys("timeouts.", timeouts, TIMEOUT_KEYS)
+            # 0 would fail every connect or read at once: refused, as a positive number
+            # is what nginx users write (it used to become the default 5 s silently).
             connect = (
-                self.seconds("timeouts.connect", timeouts.get("connect", connect), False) or connect
+                self.seconds(
+                    "timeouts.connect", timeouts.get("connect", connect), False, zero=False
+                )
+                or connect  # refused: the problem is reported and nothing starts
             )
-            read = self.seconds("timeouts.read", timeouts.get("read", read), True)
+            read = self.seconds("timeouts.read", timeouts.get("read", read), True, zero=False)
         explain = self.flag("explain", data.get("explain", cfg.explain))
         wait = self.seconds("upstream_wait", data.get("upstream_wait", cfg.upstream_wait), False)
         max_body, max_conns = cfg.max_body_bytes, cfg.max_connections
@@ -175,21 +183,28 @@ class _Validator:
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
             self.error(f"{prefix}{key}", f"unknown key{hint}")
 
-    def choice(
-        self, data: Mapping[str, Any], key: str, options: Sequence[str], default: str
-    ) -> str:
+    def choice(self, data: Mapping[str, Any], key: str, kind: Any, default: _Choice) -> _Choice:
+        """``data[key]``, one of the strings of the ``Literal`` type ``kind``."""
+        options: tuple[str, ...] = get_args(kind)
         value = data.get(key, default)
         if value not in options:
             self.error(key, f"{value!r} is not one of {', '.join(options)}")
             return default
-        return str(value)
+        return cast(_Choice, value)
 
-    def seconds(self, key: str, value: Any, nullable: bool) -> float | None:
+    def seconds(self, key: str, value: Any, nullable: bool, *, zero: bool = True) -> float | None:
         if value is None and nullable:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value < 0
+            or (value == 0 and not zero)
+        ):
             none = " or null for no limit" if nullable else ""
-            self.error(key, f"expected a number of seconds >= 0{none}, got {value!r}")
+            least = ">= 0" if zero else "> 0"
+            zeroed = "0 would fail every request at once; " if value == 0 else ""
+            self.error(key, f"{zeroed}expected a number of seconds {least}{none}, got {value!r}")
             return None
         return float(value)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from proxy.policy.cors import CorsRule
 from proxy.policy.fetch import DEFAULT_PORTS
@@ -18,6 +18,10 @@ ENV_LISTEN: Final = "CORS_PROXY_LISTEN"
 ENV_UPSTREAM: Final = "CORS_PROXY_UPSTREAM"
 ENV_ORIGINS: Final = "CORS_PROXY_ORIGINS"
 
+
+HostHeader = Literal["preserve", "upstream"]
+UpstreamCors = Literal["override", "preserve"]
+LogFormat = Literal["text", "json"]
 
 _LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
@@ -95,12 +99,12 @@ class Config:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     upstream: str = "http://127.0.0.1:5000"
-    host_header: str = "preserve"  # preserve | upstream
-    upstream_cors: str = "override"  # override | preserve
+    host_header: HostHeader = "preserve"
+    upstream_cors: UpstreamCors = "override"
     connect_timeout: float = 5.0
     read_timeout: float | None = 60.0
     upstream_wait: float = 5.0  # seconds to keep retrying a refused connect (reloader)
-    log_format: str = "text"  # text | json
+    log_format: LogFormat = "text"
     explain: bool = False  # print curl commands reproducing each blocked exchange
     max_body_bytes: int | None = None  # larger request bodies get 413; None: no limit
     max_connections: int | None = None  # more connections wait unread; None: no limit
@@ -127,7 +131,7 @@ class Overrides:
     listen: str | None = None
     upstream: str | None = None
     origins: tuple[str, ...] | None = None
-    log_format: str | None = None
+    log_format: LogFormat | None = None
     explain: bool | None = None
 
 

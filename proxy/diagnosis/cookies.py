@@ -1,7 +1,7 @@
 """Cookie doctor: will the browser store this Set-Cookie, and send it back? (pure)
 
 Models Chromium's defaults for a cookie set by a cross-origin ``fetch()`` response
-(CORS.md §1.5, browser/README.md "localhost vs 127.0.0.1"):
+(docs/cors-notes.md §8):
 
 * the browser only processes ``Set-Cookie`` from a cross-origin fetch made with
   ``credentials: 'include'``, which needs the rule to allow credentials;

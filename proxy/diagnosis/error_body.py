@@ -3,7 +3,7 @@
 Pure: standard library only (``json``, ``re``, ``zlib``, ``html``); no I/O, no clock,
 no logging. Input is the status, two response headers and a bounded prefix of the body
 as it came off the wire: maybe compressed, because the proxy forwards bytes untouched
-(docs/STYLE.md §3.5). Output is a sanitized one-line summary such as
+(it never decompresses). Output is a sanitized one-line summary such as
 ``NameError: name 'x' is not defined (app.py:12 in hello)``, plus a hint when the body
 explains where the real error is, e.g. that Flask is not in debug mode.
 """

@@ -1,6 +1,6 @@
 """Near-miss origin hints: "not allowed, but you probably meant ..." (pure).
 
-A request ``Origin`` is compared byte for byte (CORS.md §3.1), so one character off
+A request ``Origin`` is compared byte for byte (docs/cors-notes.md §1), so one character off
 means "not allowed". When an origin is refused, ``near_misses`` looks for configured
 entries that differ from it in one typical way and says how.
 """

@@ -27,7 +27,7 @@ network service, and renders the console message Blink prints for the failure:
   ACAO-value errors); non-printable bytes in the echoed value are printed as ``\\uXXXX``.
 
 Header values arrive as received; like ``net::HttpResponseHeaders`` we trim each line
-and join repeated lines with ``", "`` before comparing (CORS.md §1.4, §7).
+and join repeated lines with ``", "`` before comparing (docs/cors-notes.md §3).
 """
 
 from __future__ import annotations

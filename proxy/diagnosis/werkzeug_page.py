@@ -2,7 +2,7 @@
 
 Pure: standard library only (``html``, ``html.parser``, ``re``); no I/O, nothing from the
 page is executed or followed. The layout is Werkzeug's ``debug/tbtools.py`` (the same
-in 2.0.3 and 3.1.8 apart from details noted inline; docs/STYLE.md §4):
+in 2.0.3 and 3.1.8 apart from details noted inline):
 
 - ``<p class="errormsg">`` and ``<title>`` hold ``format_exception_only()`` of the final
   exception, HTML-escaped. They sit near the top, so they survive a truncated capture.

@@ -5,8 +5,8 @@ constructor, as Starlette's CORSMiddleware does; per request only the origin-dep
 part is computed. Nothing here keeps state between calls (the proxy caches decisions per
 config generation, in proxy/generation.py): every decision returns fresh tuples.
 
-Spec references: Fetch "CORS protocol" (https://fetch.spec.whatwg.org/#http-cors-protocol),
-CORS.md in the project's shared notes.
+Spec references: Fetch "CORS protocol" (https://fetch.spec.whatwg.org/#http-cors-protocol)
+and docs/cors-notes.md.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class CorsPolicy:
     @staticmethod
     def _origin_allowed(c: _Compiled, origin: str) -> bool:
         if origin == "null":
-            return c.null  # never through "*", globs or regexes (CORS.md §3.2)
+            return c.null  # never through "*", globs or regexes (docs/cors-notes.md §2)
         if origin in c.exact:
             return True
         if not is_serialized_origin(origin):

@@ -206,7 +206,7 @@ def rewrite_location(location: str, upstream_origins: Iterable[str], client_orig
     """Point an absolute Location at the upstream back at the address the client used.
 
     Without this a browser following Flask's ``redirect(url_for(..., _external=True))``
-    leaves the proxy's origin, gets ``Origin: null`` and no CORS headers (CORS.md §5).
+    leaves the proxy's origin, gets ``Origin: null`` and no CORS headers (docs/cors-notes.md §7).
     """
     if "://" not in location and not location.startswith("//"):
         return location  # relative: resolved against the proxy's URL already

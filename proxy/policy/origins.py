@@ -3,7 +3,7 @@
 A request's ``Origin`` is never normalized: browsers send the ASCII serialization
 (lower-case scheme and host, punycode, no default port, no trailing slash), and the
 CORS check compares ``Access-Control-Allow-Origin`` with it byte for byte
-(Fetch §4.10, CORS.md §3.1). Only configured values are normalized, at load time.
+(docs/cors-notes.md §1). Only configured values are normalized, at load time.
 """
 
 from __future__ import annotations

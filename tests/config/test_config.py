@@ -128,8 +128,19 @@ def test_normalization_warns(tmp_path: Path) -> None:
         ({"rules": {"origins": []}}, "rules: expected a list of rules"),
         (
             {"timeouts": {"connect": "abc"}},
-            "timeouts.connect: expected a number of seconds >= 0, got 'abc'",
+            "timeouts.connect: expected a number of seconds > 0, got 'abc'",
         ),
+        (
+            {"timeouts": {"connect": 0}},
+            "timeouts.connect: 0 would fail every request at once; expected a number of"
+            " seconds > 0, got 0",
+        ),
+        (
+            {"timeouts": {"read": 0.0}},
+            "timeouts.read: 0 would fail every request at once; expected a number of"
+            " seconds > 0 or null for no limit, got 0.0",
+        ),
+        ({"upstream_wait": -1}, "upstream_wait: expected a number of seconds >= 0, got -1"),
         ({"timeouts": {"conect": 1}}, "timeouts.conect: unknown key (did you mean 'connect'?)"),
         ({"listen": "localhost"}, "listen: 'localhost' is not HOST:PORT"),
         ({"listen": "127.0.0.1:70000"}, "listen: '127.0.0.1:70000' is not HOST:PORT"),
@@ -152,6 +163,10 @@ def test_normalization_warns(tmp_path: Path) -> None:
 def test_each_problem_names_key_and_value(tmp_path: Path, data: Any, expected: str) -> None:
     found = problems(tmp_path, data)
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_upstream_wait_zero_is_allowed(tmp_path: Path) -> None:
+    assert load(write(tmp_path, {"upstream_wait": 0})).upstream_wait == 0
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:

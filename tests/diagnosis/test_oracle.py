@@ -1,4 +1,4 @@
-"""The browser oracle against the cases of CORS.md §1.3-§2 and Chromium's console texts."""
+"""The browser oracle against docs/cors-notes.md §3-§5 and Chromium's console texts."""
 
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ def test_redirect_location_with_credentials():
 
 
 def test_console_of_the_browser_readme_examples():
-    """The two ad-hoc texts recorded in /work/shared/browser/README.md."""
+    """Two texts recorded from Chromium 156 (tests/browser/ checks such texts live)."""
     v = evaluate(actual(), 200, [(ACAO, "http://localhost:1")])
     assert v.console.endswith(
         "The 'Access-Control-Allow-Origin' header has a value 'http://localhost:1' that is not"
@@ -598,7 +598,7 @@ def test_preflight_response(method, names, credentials, status, headers, code, t
 
 
 def test_readme_console_texts_verbatim():
-    """The texts /work/shared/browser/README.md recorded from Chromium 156."""
+    """Texts recorded from Chromium 156 (tests/browser/ checks such texts live)."""
     v = evaluate(preflight("POST", ("content-type", "x-token")), 204, [*OK, (ACAH, "content-type")])
     assert v.console == HEAD + (
         "Request header field x-token is not allowed by Access-Control-Allow-Headers in"

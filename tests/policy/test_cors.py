@@ -1,4 +1,4 @@
-"""The pure CORS policy, table by table (CORS.md §1-§3)."""
+"""The pure CORS policy, table by table (docs/cors-notes.md §1-§6)."""
 
 from __future__ import annotations
 

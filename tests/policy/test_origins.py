@@ -1,4 +1,4 @@
-"""Origin validation and config-side normalization (CORS.md §3)."""
+"""Origin validation and config-side normalization (docs/cors-notes.md §1)."""
 
 from __future__ import annotations
 
