@@ -36,6 +36,7 @@ import httptools
 
 from proxy.config.model import UpstreamTarget
 from proxy.errors import UpstreamBodyError, UpstreamTimeout, UpstreamUnavailable
+from proxy.http.flow import FlowControl
 
 # Connects the protocol the factory makes to the upstream (``RawUpstream(opener=...)``).
 Opener = Callable[[Callable[[], asyncio.Protocol]], Awaitable[object]]
@@ -60,10 +61,9 @@ class _Conn(asyncio.Protocol):
         self.buffer_limit = buffer_limit
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.flow: FlowControl | None = None  # made with the transport
         self.lost = False
         self.reused = False
-        self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
         self._start()
 
     def _start(self) -> None:
@@ -77,7 +77,6 @@ class _Conn(asyncio.Protocol):
         self.received = False  # any response byte on this exchange
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
-        self.read_paused = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -86,6 +85,7 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
         self.transport = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(self.transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -97,9 +97,8 @@ class _Conn(asyncio.Protocol):
         elif not self.done and self.error is None:
             self.error = exc or _Closed("upstream closed the connection")
         self._wake()
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_exception(ConnectionResetError("upstream closed the connection"))
+        if self.flow is not None:
+            self.flow.lost("upstream closed the connection")
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -115,13 +114,12 @@ class _Conn(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        if self.flow is not None:
+            self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        w = self.drain_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        if self.flow is not None:
+            self.flow.resume_writing()
 
     # -- httptools callbacks --------------------------------------------------------
 
@@ -152,9 +150,8 @@ class _Conn(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > self.buffer_limit and not self.read_paused and self.transport:
-            self.read_paused = True
-            self.transport.pause_reading()
+        if self.buffered > self.buffer_limit and self.flow is not None:
+            self.flow.pause_reading()
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -195,14 +192,10 @@ class _Conn(asyncio.Protocol):
                 timer.cancel()
 
     async def drain(self) -> None:
-        if self.lost:
+        """Wait while the upstream reads the request body slower than it comes."""
+        if self.lost or self.flow is None:
             raise ConnectionResetError("upstream closed the connection")
-        if self.write_paused:
-            self.drain_waiter = self.loop.create_future()
-            try:
-                await self.drain_waiter
-            finally:
-                self.drain_waiter = None
+        await self.flow.drain()
 
     def reusable(self) -> bool:
         return (
@@ -239,9 +232,8 @@ class _Response:
                 data = c.chunks.popleft() if len(c.chunks) == 1 else b"".join(c.chunks)
                 c.chunks.clear()
                 c.buffered = 0
-                if c.read_paused and c.transport is not None:
-                    c.read_paused = False
-                    c.transport.resume_reading()
+                if c.flow is not None:
+                    c.flow.resume_reading()
                 return data
             if c.done:
                 return b""
