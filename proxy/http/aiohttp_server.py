@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineToo
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
+from proxy.http.aiohttp_private import handler_arguments, queued_bodies, waits_for_request
 from proxy.http.downstream import Fields, utf8_fields
 from proxy.log.record import safe
 from proxy.log.sink import LogSink
@@ -82,11 +83,10 @@ class AiohttpHandler(RequestHandler):
         # they are done. Otherwise close now: when idle (aiohttp's close() would leave the
         # socket open), or when a body is cut short, so it is seen as truncated and a
         # linger reading the rest does not wait for bytes that never come.
-        bodies = [payload for _, payload in self._messages]
+        bodies = queued_bodies(self)
         if self.body is not None:
             bodies.append(self.body)
-        idle = self._waiter is not None and not self._waiter.done()
-        if idle or not all(body.is_eof() for body in bodies):
+        if waits_for_request(self) or not all(body.is_eof() for body in bodies):
             return False
         self.close()
         return True
@@ -135,7 +135,8 @@ class AiohttpServer(web.Server):
         return self.handler()
 
     def handler(self) -> AiohttpHandler:
-        return AiohttpHandler(self, loop=self._loop, **self._kwargs)
+        loop, kwargs = handler_arguments(self)
+        return AiohttpHandler(self, loop=loop, **kwargs)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
