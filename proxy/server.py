@@ -48,7 +48,12 @@ from proxy.log.sink import LogSink
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
 WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
 WATCH_INTERVAL = 1.0  # config file polling; inotify does not see bind-mount edits
-KEEPALIVE_TIMEOUT = 75.0  # seconds an idle fast-lane connection stays open (nginx's default)
+# Seconds an idle keep-alive connection stays open, on the fast lane and on aiohttp's
+# server alike (nginx's keepalive_timeout; aiohttp's own default is 3,630 s).
+KEEPALIVE_TIMEOUT = 75.0
+# Seconds a reload's replaced upstream client lives on for the exchanges still using it
+# (then closed; at shutdown at once).
+RETIRE_AFTER = 60.0
 WATCH_SETTLE = 0.1  # a changed file is read once it stops changing (editors write in steps)
 
 
@@ -78,6 +83,8 @@ class ProxyServer:
         self.idle: set[RequestHandler] = set()  # kept-alive between requests (limits only)
         self.port = 0
         self._watch_task: asyncio.Task[None] | None = None
+        # upstream clients a reload replaced, each with the task that closes it later
+        self._retiring: dict[asyncio.Future[None], UpstreamClient] = {}
         self._log_bridge = AiohttpLogBridge(self.log)
         self._file_stamp = _stamp(config_path)
 
@@ -218,9 +225,7 @@ class ProxyServer:
             client = self._make_client(cfg)
             # In-flight exchanges keep the old pool (their generation's) until they finish.
             old_client = old.client
-            asyncio.get_running_loop().call_later(
-                60, lambda: asyncio.ensure_future(old_client.close())
-            )
+            self._retire(old.client)
         gen = Generation.build(old.number + 1, cfg, client)
         if (cfg.listen_host, cfg.listen_port) != (old.config.listen_host, old.config.listen_port):
             self.log.message("config note: a new listen address takes effect after a restart")
@@ -231,6 +236,18 @@ class ProxyServer:
             generation=gen.number,
         )
         return True
+
+    def _retire(self, client: UpstreamClient) -> None:
+        """Close ``client`` once the exchanges in flight on it are done: ``RETIRE_AFTER``
+        seconds from now, or at shutdown (``stop``), whichever comes first."""
+
+        async def later() -> None:
+            await asyncio.sleep(RETIRE_AFTER)
+            await client.close()
+
+        task = asyncio.ensure_future(later())
+        self._retiring[task] = client
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
 
     async def watch(self) -> None:
         while True:
@@ -261,6 +278,7 @@ class ProxyServer:
             handler_cancellation=False,
             max_field_size=MAX_FIELD_SIZE,
             max_line_size=MAX_FIELD_SIZE,
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
         )
         if self.fast_lane:
             server.fast = FastServer(self, keepalive_timeout=KEEPALIVE_TIMEOUT)
@@ -293,6 +311,11 @@ class ProxyServer:
         if self.ws_session is not None:
             await self.ws_session.close()
         await self.generation.client.close()
+        retiring = list(self._retiring.items())
+        for task, client in retiring:
+            task.cancel()  # its client is closed now, not after RETIRE_AFTER
+            await client.close()
+        await asyncio.gather(*(task for task, _ in retiring), return_exceptions=True)
         logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
         self.log.flush()
 
