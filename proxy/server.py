@@ -224,7 +224,6 @@ class ProxyServer:
         ):
             client = self._make_client(cfg)
             # In-flight exchanges keep the old pool (their generation's) until they finish.
-            old_client = old.client
             self._retire(old.client)
         gen = Generation.build(old.number + 1, cfg, client)
         if (cfg.listen_host, cfg.listen_port) != (old.config.listen_host, old.config.listen_port):
