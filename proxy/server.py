@@ -51,6 +51,14 @@ WATCH_INTERVAL = 1.0  # config file polling; inotify does not see bind-mount edi
 # Seconds an idle keep-alive connection stays open, on the fast lane and on aiohttp's
 # server alike (nginx's keepalive_timeout; aiohttp's own default is 3,630 s).
 KEEPALIVE_TIMEOUT = 75.0
+# Seconds a request head may take from its first byte on the fast lane (nginx's
+# client_header_timeout); on aiohttp's server the idle timeout above bounds it.
+HEAD_TIMEOUT = 60.0
+# Seconds a client may read nothing of an answer before it is cut, on both servers (nginx's
+# send_timeout): a client that never reads never pins an upstream connection.
+SEND_TIMEOUT = 60.0
+# Seconds a connection may wait, accepted but unread, under limits.max_connections.
+HELD_TIMEOUT = 60.0
 # Seconds a reload's replaced upstream client lives on for the exchanges still using it
 # (then closed; at shutdown at once).
 RETIRE_AFTER = 60.0
@@ -113,7 +121,7 @@ class ProxyServer:
             return await own_endpoint(request, self.health)
         if is_upgrade(request):
             return await self.websocket(request)
-        response = AiohttpResponse(request)
+        response = AiohttpResponse(request, send_timeout=SEND_TIMEOUT)
         await self.forwarder.serve(AiohttpRequest(request), response)
         assert response.response is not None, "the forwarder answers every request"
         return response.response
@@ -278,9 +286,15 @@ class ProxyServer:
             max_field_size=MAX_FIELD_SIZE,
             max_line_size=MAX_FIELD_SIZE,
             keepalive_timeout=KEEPALIVE_TIMEOUT,
+            held_timeout=HELD_TIMEOUT,
         )
         if self.fast_lane:
-            server.fast = FastServer(self, keepalive_timeout=KEEPALIVE_TIMEOUT)
+            server.fast = FastServer(
+                self,
+                keepalive_timeout=KEEPALIVE_TIMEOUT,
+                head_timeout=HEAD_TIMEOUT,
+                send_timeout=SEND_TIMEOUT,
+            )
         self.runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
         self.site = site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)

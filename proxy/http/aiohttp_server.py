@@ -119,14 +119,17 @@ class AiohttpServer(web.Server):
     """``web.Server`` whose connections start on the fast lane (body-less requests,
     handed over to a ``_Handler`` for anything else), and that keeps at most
     ``limits.max_connections`` connections served: more wait, accepted but unread,
-    like nginx's accept backlog (connections are counted on aiohttp's side only)."""
+    like nginx's accept backlog (connections are counted on aiohttp's side only), for
+    ``held_timeout`` seconds at most; then they are closed unanswered."""
 
-    def __init__(self, owner: Owner, **kwargs: Any) -> None:
+    def __init__(self, owner: Owner, *, held_timeout: float = 60.0, **kwargs: Any) -> None:
         super().__init__(owner.handle, **kwargs)
         self.owner = owner
         self.log = owner.log
+        self.held_timeout = held_timeout
         self.served: set[RequestHandler] = set()
-        self.held: deque[tuple[RequestHandler, asyncio.Transport]] = deque()
+        # waiting connections, each with the timer that closes it after held_timeout
+        self.held: deque[tuple[RequestHandler, asyncio.Transport, asyncio.TimerHandle]] = deque()
         self.fast: FastServer[Any] | None = None  # set by the owner when the fast lane is on
 
     def __call__(self) -> asyncio.Protocol:  # type: ignore[override]  # any protocol will do
@@ -145,7 +148,8 @@ class AiohttpServer(web.Server):
             self.served.add(handler)
             return
         transport.pause_reading()  # its request waits in the socket buffer
-        self.held.append((handler, transport))
+        timer = asyncio.get_running_loop().call_later(self.held_timeout, transport.close)
+        self.held.append((handler, transport, timer))
         self._reclaim_idle()
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
@@ -155,12 +159,15 @@ class AiohttpServer(web.Server):
             self.served.discard(handler)
             self._admit()
         else:
-            self.held = deque((h, t) for h, t in self.held if h is not handler)
+            for entry in [e for e in self.held if e[0] is handler]:
+                entry[2].cancel()
+                self.held.remove(entry)
 
     def _admit(self) -> None:
         limit = self.owner.max_connections()
         while self.held and (limit is None or len(self.served) < limit):
-            handler, transport = self.held.popleft()
+            handler, transport, timer = self.held.popleft()
+            timer.cancel()
             if not transport.is_closing():
                 self.served.add(handler)
                 transport.resume_reading()
@@ -200,10 +207,13 @@ class AiohttpRequest:
 
 
 class AiohttpResponse:
-    """``ResponseSink`` over aiohttp's server request; ``response`` goes back to aiohttp."""
+    """``ResponseSink`` over aiohttp's server request; ``response`` goes back to aiohttp.
+    A write the client does not take within ``send_timeout`` seconds cuts the connection
+    (nginx's send_timeout)."""
 
-    def __init__(self, request: web.BaseRequest) -> None:
+    def __init__(self, request: web.BaseRequest, *, send_timeout: float = 60.0) -> None:
         self.request = request
+        self.send_timeout = send_timeout
         self.response: web.StreamResponse | None = None
 
     async def send_continue(self) -> None:
@@ -241,11 +251,19 @@ class AiohttpResponse:
 
     async def write(self, chunk: bytes) -> None:
         assert self.response is not None
-        await self.response.write(chunk)
+        await self._sent(self.response.write(chunk))
 
     async def finish(self) -> None:
         assert self.response is not None
-        await self.response.write_eof()
+        await self._sent(self.response.write_eof())
+
+    async def _sent(self, writing: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await writing
+        except TimeoutError:
+            self.abort()
+            raise ConnectionResetError("the client read nothing for the send timeout") from None
 
     async def close_now(self) -> None:
         assert self.response is not None

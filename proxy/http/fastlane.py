@@ -168,9 +168,18 @@ class LaneHandler(Protocol[P]):
 class FastServer(Generic[P]):
     """Makes ``FastLane`` protocols and keeps them, for idle expiry and shutdown."""
 
-    def __init__(self, handler: LaneHandler[P], *, keepalive_timeout: float) -> None:
+    def __init__(
+        self,
+        handler: LaneHandler[P],
+        *,
+        keepalive_timeout: float,
+        head_timeout: float = 60.0,
+        send_timeout: float = 60.0,
+    ) -> None:
         self.handler = handler
         self.keepalive_timeout = keepalive_timeout  # seconds an idle connection stays open
+        self.head_timeout = head_timeout  # seconds a request head may take from its first byte
+        self.send_timeout = send_timeout  # seconds a client may read nothing of an answer
         self.lanes: set[FastLane[P]] = set()
         self.stopping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -197,11 +206,23 @@ class FastServer(Generic[P]):
         return self._date
 
     def _sweep(self) -> None:
-        cutoff = time.monotonic() - self.keepalive_timeout
+        """Close what waits too long: an idle connection (``keepalive_timeout``), a head
+        still incomplete (``head_timeout``, nginx's client_header_timeout: each byte of a
+        trickled head no longer buys more time), and cut a client that reads nothing of
+        its answers (``send_timeout``, nginx's; the upstream connection is let go)."""
+        now = time.monotonic()
         for lane in list(self.lanes):
-            if lane.phase is Phase.IDLE and lane.last_active < cutoff:
+            paused = lane.write_paused_at
+            if paused is not None and now - paused > self.send_timeout:
+                lane.abort()
+            elif lane.phase is Phase.IDLE and self._overdue(lane, now):
                 lane.close()
         self._timer = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _overdue(self, lane: FastLane[P], now: float) -> bool:
+        if lane.head_started is not None:
+            return now - lane.head_started > self.head_timeout
+        return now - lane.last_active > self.keepalive_timeout
 
     async def shutdown(self, grace: float) -> None:
         """Close idle connections now; answers in progress get ``grace`` seconds."""
@@ -245,6 +266,8 @@ class FastLane(asyncio.Protocol, Generic[P]):
         self.buf = bytearray()  # received, not yet served
         self.task: asyncio.Future[None] | None = None  # held: the loop keeps weak refs
         self.last_active = time.monotonic()
+        self.head_started: float | None = None  # when the incomplete head in buf began
+        self.write_paused_at: float | None = None  # when writing paused (send_timeout)
 
     def __repr__(self) -> str:
         shown = [self.phase.value]
@@ -284,22 +307,32 @@ class FastLane(asyncio.Protocol, Generic[P]):
         self.buf += data
         if self.phase is Phase.IDLE:
             self._next()
-        elif len(self.buf) > MAX_PIPELINED:
-            self._flow().pause_reading()
+        flow = self.flow
+        if len(self.buf) > MAX_PIPELINED or (flow is not None and flow.write_paused):
+            self._read_if_room()
 
     def eof_received(self) -> bool:
         # A client that shut down its write side after whole requests still reads the
-        # answers: keep the transport open while any are due, then close (see _answer).
+        # answers: keep the transport open while any are due, then close (_finish_if_eof).
         self.eof = True
         if self.phase is Phase.IDLE:
             self._next()
-        return self.phase in (Phase.ANSWERING, Phase.CLOSING, Phase.HANDED_OVER)
+        return self.phase is not Phase.IDLE or self._has_request()
 
     def pause_writing(self) -> None:
+        # The client reads slower than the answers come: no more answers (nor reading)
+        # until it catches up, so what waits for it is bounded by the transport's buffer.
+        self.write_paused_at = time.monotonic()
         self._flow().pause_writing()
+        self._read_if_room()
 
     def resume_writing(self) -> None:
+        self.write_paused_at = None
         self._flow().resume_writing()
+        if self.phase is Phase.IDLE:
+            self._next()
+            self._finish_if_eof()
+        self._read_if_room()
 
     # -- serving ----------------------------------------------------------------------
 
@@ -307,17 +340,42 @@ class FastLane(asyncio.Protocol, Generic[P]):
         assert self.flow is not None
         return self.flow
 
+    def _read_if_room(self) -> None:
+        """Read while the unserved requests stay under ``MAX_PIPELINED`` and the client
+        takes its answers; else leave the bytes in the socket (the client's problem)."""
+        flow = self.flow
+        if flow is None or self.phase in (Phase.HANDED_OVER, Phase.CLOSED):
+            return
+        if len(self.buf) > MAX_PIPELINED or flow.write_paused:
+            flow.pause_reading()
+        else:
+            flow.resume_reading()
+
+    def _has_request(self) -> bool:
+        """A whole request head waits in the buffer."""
+        return b"\r\n\r\n" in self.buf
+
+    def _finish_if_eof(self) -> None:
+        """The client shut its sending side: close once no answer is due any more."""
+        if self.eof and self.phase is Phase.IDLE and not self._has_request():
+            self.close()
+
     def _next(self) -> None:
         """Answer the whole requests in the buffer in turn: what needs no await at once,
-        the next other one in a task (which comes back here when done); or hand over."""
+        the next other one in a task (which comes back here when done); or hand over.
+        Nothing is answered while the client does not read (writing paused)."""
         buf = self.buf
         handler = self.handler
-        while buf and self.phase is Phase.IDLE:
+        flow = self._flow()
+        while buf and self.phase is Phase.IDLE and not flow.write_paused:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD or b"\n\n" in buf:  # too large, or bare-LF lines
                     self._hand_over()
+                elif self.head_started is None:
+                    self.head_started = time.monotonic()  # the head's deadline starts
                 return
+            self.head_started = None
             end += 4
             prepared = handler.prepare(bytes(buf[:end]))
             if prepared is None:
@@ -372,10 +430,9 @@ class FastLane(asyncio.Protocol, Generic[P]):
             self._failed(request, response, exc)
         self.task = None
         if self._answered(response):
-            self._flow().resume_reading()
             self._next()
-            if self.eof and self.phase is Phase.IDLE:
-                self.close()
+            self._finish_if_eof()
+            self._read_if_room()
 
     def _answered(self, response: FastResponse) -> bool:
         """After an answer: whether the connection serves another request."""
