@@ -37,10 +37,14 @@ class UpstreamError(ProxyError):
 class UpstreamUnavailable(UpstreamError):
     """Nothing reached the upstream, or it closed before answering."""
 
-    def __init__(self, reason: str, detail: str = "", *, sent: bool = False) -> None:
+    def __init__(
+        self, reason: str, detail: str = "", *, sent: bool = False, reused: bool = False
+    ) -> None:
         super().__init__(reason, detail)
         # True when request bytes may have reached the upstream: never retry then.
         self.sent = sent
+        # True when it was a pooled connection the upstream had closed while idle
+        self.reused = reused
 
 
 class UpstreamTimeout(UpstreamError):

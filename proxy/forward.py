@@ -28,8 +28,7 @@ from proxy.log.record import CorsWord, LineStart, LineTemplate, Record
 from proxy.policy.cors import PROXY_ERROR_HEADER, ActualDecision
 from proxy.policy.headers import HeaderList, upstream_request_headers
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-MAX_CLOSED_RETRIES = 2  # a safe request whose connection closed unanswered goes again
+MAX_CLOSED_RETRIES = 2  # a safe request whose connection closed unanswered: 3 sends at most
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 9.2.1: no side effects
 RETRY_STEP = 0.1  # seconds between connect attempts while the upstream restarts
 RETRY_REASONS = frozenset({"connection refused", "connection failed"})  # connect-time only
@@ -227,7 +226,6 @@ class Forwarder:
                     request.raw_path,
                     headers,
                     body,
-                    idempotent=request.method in IDEMPOTENT,
                     head=head,
                 ) as up:
                     return await self.relay_response(
@@ -240,6 +238,8 @@ class Forwarder:
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
                     return await self.answer_unreachable(request, response, gen, exc, rec)
+                if exc.reused:
+                    continue  # a pooled connection had gone stale: again at once, on a new one
                 if time.monotonic() + RETRY_STEP > deadline:
                     return await self.answer_unreachable(request, response, gen, exc, rec)
                 retried = True

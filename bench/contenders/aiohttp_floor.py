@@ -50,9 +50,7 @@ def main() -> None:
                 for k, v in request.raw_headers
                 if k.lower().decode("latin-1") not in HOP
             ]  # the bench sends no request bodies: GET and OPTIONS only
-            async with client.request(
-                request.method, request.raw_path, fwd, None, idempotent=True
-            ) as up:
+            async with client.request(request.method, request.raw_path, fwd, None) as up:
                 resp = web.StreamResponse(status=up.status, reason=up.reason or None)
                 for name, value in up.headers:
                     if name.lower() not in HOP and not name.lower().startswith("access-control-"):

@@ -83,7 +83,7 @@ class Floor(asyncio.Protocol):
             if n.lower().decode("latin-1") not in HOP
         ]  # the bench sends no request bodies: GET and OPTIONS only
         try:
-            async with self.client.request(method, url, fwd, None, idempotent=True) as up:
+            async with self.client.request(method, url, fwd, None) as up:
                 lines = [f"HTTP/1.1 {up.status} {up.reason}\r\n"]
                 length = False
                 for n, v in up.headers:

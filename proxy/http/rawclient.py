@@ -10,8 +10,16 @@ What it takes care of:
 
 - keep-alive pool: a connection goes back only after a whole response that allows reuse
   (not ``Connection: close``, not HTTP/1.0 without keep-alive, not read-until-close);
-- a stale pooled connection (closed by the upstream while idle) is retried once on a fresh
-  connection, when nothing was written, or when the request was idempotent and had no body;
+- one response per request: parsing stops at the end of the message, and a connection
+  that received bytes beyond it, or anything while idle in the pool, is closed, never
+  reused (nginx closes an idle connection that became readable);
+- a connection that closes before a byte of the answer raises
+  ``UpstreamUnavailable("upstream closed the connection", sent=True)``; the forwarder
+  decides whether to send the request again (``reused`` says the pool's connection had
+  gone stale);
+- trailer fields of a chunked response are dropped, never promoted to headers
+  (RFC 9110 6.5.1); a response head over ``MAX_RESPONSE_HEAD`` bytes is a 502
+  ("upstream sent too big header", as nginx says);
 - HEAD, 204 and 304 responses have no body whatever their headers say (httptools cannot
   be told a response answers HEAD, so the parser is replaced after a HEAD response);
 - 1xx interim responses are skipped; 101 (an upgrade nobody asked for) is an error;
@@ -41,6 +49,7 @@ from proxy.http.flow import FlowControl
 # Connects the protocol the factory makes to the upstream (``RawUpstream(opener=...)``).
 Opener = Callable[[Callable[[], asyncio.Protocol]], Awaitable[object]]
 BUFFER_LIMIT = 256 * 1024  # response bytes held for a slow consumer before reading pauses
+MAX_RESPONSE_HEAD = 64 * 1024  # bytes of a response head (interim ones included)
 MAX_IDLE = 64  # idle keep-alive connections kept per client
 _NO_BODY_STATUS = frozenset((204, 304))
 
@@ -51,6 +60,14 @@ class _Closed(Exception):
 
 class _Timeout(Exception):
     """A read deadline passed (internal)."""
+
+
+class _TooBig(Exception):
+    """The response head is larger than MAX_RESPONSE_HEAD (internal)."""
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop parsing (internal)."""
 
 
 class _Conn(asyncio.Protocol):
@@ -64,6 +81,7 @@ class _Conn(asyncio.Protocol):
         self.flow: FlowControl | None = None  # made with the transport
         self.lost = False
         self.reused = False
+        self.pooled = False  # idle in the pool: any byte now is one too many
         self._start()
 
     def _start(self) -> None:
@@ -75,6 +93,7 @@ class _Conn(asyncio.Protocol):
         self.done = False
         self.keep_alive = False
         self.received = False  # any response byte on this exchange
+        self.head_bytes = 0  # received before the head was complete
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.error: BaseException | None = None
@@ -101,13 +120,21 @@ class _Conn(asyncio.Protocol):
             self.flow.lost("upstream closed the connection")
 
     def data_received(self, data: bytes) -> None:
+        if self.pooled:
+            self.close()  # nothing was asked: never reused
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(_Closed("upstream switched protocols (101) without being asked"))
         except httptools.HttpParserError as exc:
-            self._fail(_Closed(f"invalid response: {exc}"))
+            self._fail(self.error or _Closed(f"invalid response: {exc}"))
+        if not self.head_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_RESPONSE_HEAD:
+                self._fail(_TooBig(f"a response head over {MAX_RESPONSE_HEAD} bytes"))
+                return
         if self.head_only and self.head_done:
             # Whatever the headers say, a response to HEAD ends with its head. The parser
             # would wait for Content-Length bytes: replace it for the next exchange.
@@ -123,10 +150,21 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.head_done:
+            # A second response after the one asked for is complete: parsing stops here,
+            # the first is relayed as it came, and the connection is never reused.
+            self.keep_alive = False
+            if self.error is None:
+                self.error = _Closed("upstream sent more than one response")
+            raise _Stop
+
     def on_status(self, reason: bytes) -> None:
         self.reason = reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            return  # a trailer field: dropped, never promoted to a header
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -253,9 +291,7 @@ class _Exchange:
     def __init__(
         self,
         client: RawUpstream,
-        args: tuple[
-            str, str, Sequence[tuple[str, str]], AsyncIterator[bytes] | None, bool, bytes | None
-        ],
+        args: tuple[str, str, Sequence[tuple[str, str]], AsyncIterator[bytes] | None, bytes | None],
     ) -> None:
         self._client = client
         self._args = args
@@ -263,7 +299,7 @@ class _Exchange:
         self._sender: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _Response:
-        method, target, headers, body, idempotent, head = self._args
+        method, target, headers, body, head = self._args
         client = self._client
         chunked = body is not None and not _has_length(headers)
         if head is None:
@@ -274,19 +310,14 @@ class _Exchange:
                 await self._send(conn, head, method, body, chunked)
             except _Closed as exc:
                 conn.close()
-                # A pooled connection the upstream closed while idle: retried once on a fresh
-                # one when the request can be replayed (idempotent, no body, no answer yet).
-                if not conn.reused or conn.received or body is not None or not idempotent:
-                    raise UpstreamUnavailable(
-                        "upstream closed the connection", _detail(exc), sent=True
-                    ) from None
-                conn = await client._connect()
-                try:
-                    await self._send(conn, head, method, body, chunked)
-                except _Closed as exc2:
-                    raise UpstreamUnavailable(
-                        "upstream closed the connection", _detail(exc2), sent=True
-                    ) from None
+                # Whether to send it again is the forwarder's call (README: never twice,
+                # but for a safe request without a body), counted with its other retries.
+                raise UpstreamUnavailable(
+                    "upstream closed the connection",
+                    _detail(exc),
+                    sent=True,
+                    reused=conn.reused and not conn.received,
+                ) from None
         except BaseException:
             self._abort()
             raise
@@ -322,6 +353,8 @@ class _Exchange:
                 )
             err = conn.error
             if err is not None:
+                if isinstance(err, _TooBig):
+                    raise UpstreamUnavailable("upstream sent too big header", str(err), sent=True)
                 if isinstance(err, _Closed) and str(err).startswith("invalid response"):
                     raise UpstreamUnavailable(
                         "invalid response from the upstream", str(err), sent=True
@@ -421,10 +454,9 @@ class RawUpstream:
         headers: Sequence[tuple[str, str]],
         body: AsyncIterator[bytes] | None,
         *,
-        idempotent: bool,
         head: bytes | None = None,
     ) -> _Exchange:
-        return _Exchange(self, (method, target, headers, body, idempotent, head))
+        return _Exchange(self, (method, target, headers, body, head))
 
     def head(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], *, body: bool
@@ -457,6 +489,7 @@ class RawUpstream:
         while idle:
             conn = idle.pop()
             if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                conn.pooled = False
                 conn.reused = True
                 return conn
         return await self._connect()
@@ -490,6 +523,7 @@ class RawUpstream:
         if self._closed or len(self._idle) >= self.max_idle:
             conn.close()
         else:
+            conn.pooled = True
             self._idle.append(conn)
 
     def _where(self, exc: OSError) -> str:

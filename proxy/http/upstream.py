@@ -29,7 +29,6 @@ class UpstreamClient(Protocol):
         headers: Sequence[tuple[str, str]],
         body: AsyncIterator[bytes] | None,
         *,
-        idempotent: bool,
         head: bytes | None = None,
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
         """Send the request (``head``: one ``self.head`` made before, instead of the

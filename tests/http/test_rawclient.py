@@ -51,9 +51,7 @@ async def fetch(
     async def one() -> AsyncIterator[bytes]:
         yield body or b""
 
-    async with c.request(
-        method, "/x", [], one() if body is not None else None, idempotent=method == "GET"
-    ) as r:
+    async with c.request(method, "/x", [], one() if body is not None else None) as r:
         data = b""
         while chunk := await r.read():
             data += chunk
@@ -74,7 +72,7 @@ def answer(response: bytes) -> Handler:
     return handler
 
 
-async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
+async def test_a_pooled_connection_the_upstream_closed_is_not_used() -> None:
     # a keep-alive response, then the server drops the idle connection
     async with raw_server(answer(OK)) as (url, conns):
         c = client(url)
@@ -169,7 +167,7 @@ async def test_reading_pauses_while_the_consumer_is_slow() -> None:
 
     async with raw_server(handler) as (url, _):
         c = client(url, buffer_limit=256 * 1024)
-        async with c.request("GET", "/x", [], None, idempotent=True) as r:
+        async with c.request("GET", "/x", [], None) as r:
             await asyncio.sleep(0.5)  # nobody reads: the client must stop reading too
             held = r._conn.buffered
             assert held < 1024 * 1024, f"{held} bytes buffered for a consumer that reads nothing"
