@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cors-proxy",
         description="Local reverse proxy that adds CORS headers and explains upstream errors.",
-        epilog="Subcommand: `cors-proxy check --config FILE` validates a config and exits.",
+        epilog="Subcommands: `cors-proxy check --config FILE` validates a config and exits;"
+        " `cors-proxy export --to TARGET --config FILE` prints it for nginx, Caddy,"
+        " flask-cors or Starlette.",
     )
     p.add_argument("--config", metavar="FILE", help=f"YAML config file (env {ENV_CONFIG})")
     p.add_argument("--listen", metavar="HOST:PORT", help="listen address (default 127.0.0.1:8080)")
@@ -51,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["export"]:
+        return _export(args_list[1:])
     check = bool(args_list) and args_list[0] == "check"
     if check:
         args_list = args_list[1:]
@@ -100,3 +104,31 @@ def _serve(cfg: Config, path: str | None, overrides: Overrides) -> int:
     except OSError as exc:
         print(f"cors-proxy: cannot listen on {cfg.listen_url}: {exc.strerror}", file=sys.stderr)
         return 1
+
+
+def _export(argv: Sequence[str]) -> int:
+    from proxy.export.model import TARGETS
+    from proxy.export.render import render
+
+    p = argparse.ArgumentParser(
+        prog="cors-proxy export",
+        description="Print the config's rules as production configuration for another server.",
+    )
+    p.add_argument("--to", required=True, choices=TARGETS, help="the target server or library")
+    p.add_argument("--config", metavar="FILE", help=f"YAML config file (env {ENV_CONFIG})")
+    args = p.parse_args(list(argv))
+    path = args.config or os.environ.get(ENV_CONFIG) or None
+    if path is None:
+        print("cors-proxy: export needs --config FILE", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"cors-proxy: config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    out = render(args.to, cfg, path)
+    sys.stdout.write(out.text)
+    for d in out.deviations:
+        print(f"cors-proxy: note: {d.rule}: {d.what}; {args.to}: {d.instead}", file=sys.stderr)
+    return 0

@@ -1,0 +1,103 @@
+"""Exports on their real engines against cors-proxy: the same requests, the same browser
+verdicts (tests/support/matrix.py), for config.example.yaml and a learned config."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from proxy.config.loader import load
+from proxy.export.model import TARGETS
+from proxy.export.render import render
+from proxy.policy.cors import CorsPolicy
+from tests.support import ROOT
+from tests.support.engines import engines
+from tests.support.matrix import Case, Verdict, build, differences, send, verdict
+from tests.support.upstream_app import Upstream
+
+EXAMPLE = ROOT / "config.example.yaml"
+NEAR_MISSES = [
+    "http://localhost:3001",
+    "http://LOCALHOST:3000",
+    "https://example.com",
+    "https://a.b.example.com",
+    "https://app.example.com.evil.net",
+    "http://app.example.com",
+    "https://evil.test",
+    "null",
+]
+EXAMPLE_CASES = build(
+    {
+        "/api/hello": [
+            "http://localhost:3000",
+            "http://127.0.0.1:3000",
+            "https://app.example.com",
+            "https://pr-7.preview.example.com",
+        ],
+        "/static/app.js": ["http://localhost:3000", "http://127.0.0.1:3000"],
+    },
+    NEAR_MISSES,
+    errors=["/api/boom", "/api/status/404", "/api/own-cors"],
+    good_method="PUT",
+    good_headers=("content-type", "authorization", "x-requested-with"),
+)
+# Every place where a target cannot answer as the proxy does, per config (none here:
+# nginx and flask-cors must never deviate; Caddy and Starlette happen not to for these).
+EXPECTED_DEVIATIONS: dict[str, dict[str, list[str]]] = {
+    "example": {target: [] for target in TARGETS},
+}
+
+Results = dict[str, list[tuple[Case, Verdict]]]
+
+
+def run_matrix(cfg_path: Path, upstream: Upstream, work: Path, cases: list[Case]) -> Results:
+    out: Results = {}
+    with engines(cfg_path, upstream.url, work) as running:
+        for name, engine in running.items():
+            out[name] = [(c, verdict(engine.url, c, send(engine.url, c))) for c in cases]
+    return out
+
+
+@pytest.fixture(scope="module")
+def example_results(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Results:
+    work = tmp_path_factory.mktemp("example")
+    path = work / "config.example.yaml"
+    shutil.copy(EXAMPLE, path)
+    return run_matrix(path, upstream, work, EXAMPLE_CASES)
+
+
+def check(results: Results, target: str, cfg_path: Path) -> None:
+    policy = CorsPolicy(load(str(cfg_path)).rules)
+    proxy = results["cors-proxy"]
+    mine = results[target]
+    assert len(proxy) == len(mine)
+    wrong = []
+    for (case, p), (_, t) in zip(proxy, mine, strict=True):
+        origin_ok = policy.origin_allowed(case.path, case.origin or "")
+        diff = differences(case, p, t, origin_ok)
+        if diff:
+            wrong.append(f"{case}: {'; '.join(diff)} (proxy: {p}; {target}: {t})")
+    assert not wrong, f"{len(wrong)} of {len(proxy)} differ:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_example_config_same_verdicts(example_results: Results, target: str) -> None:
+    check(example_results, target, EXAMPLE)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_example_config_deviations_are_known(target: str) -> None:
+    export = render(target, load(str(EXAMPLE)), "config.example.yaml")
+    assert [d.kind for d in export.deviations] == EXPECTED_DEVIATIONS["example"][target]
+
+
+def test_the_matrix_sees_both_verdicts(example_results: Results) -> None:
+    """A matrix where everything passes (or fails) would prove nothing."""
+    proxy = [v for _, v in example_results["cors-proxy"]]
+    assert sum(v.allowed for v in proxy) > 20
+    assert sum(not v.allowed for v in proxy) > 20
+    assert any(v.exposed for v in proxy)
+    codes = {v.code for v in proxy}
+    assert {"MissingAllowOriginHeader", "InvalidAllowCredentials"} <= codes, codes
