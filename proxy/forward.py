@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
+from urllib.parse import unquote
 
 from proxy.diagnosis.error_body import MAX_CAPTURE
-from proxy.diagnosis.explain import Explainer, Seen
+from proxy.diagnosis.explain import Explainer, Seen, credentials_mode
 from proxy.diagnosis.repro import curl_commands
 from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
+from proxy.export.learn import Observation
+from proxy.export.report import actual_report, preflight_report
 from proxy.generation import Generation, RequestPlan, ResponsePlan
 from proxy.http.downstream import Fields, Replay, RequestView, ResponseSink
 from proxy.http.probe import unreachable_hint
@@ -47,10 +50,16 @@ class Log(Protocol):
 
 
 class Forwarder:
-    def __init__(self, current: Callable[[], Generation], log: Log) -> None:
+    def __init__(
+        self,
+        current: Callable[[], Generation],
+        log: Log,
+        observe: Callable[[Observation], None] | None = None,
+    ) -> None:
         self.current = current
         self.log = log
         self.explainer = Explainer()  # what the log has said already (bounded)
+        self.observe = observe  # learning mode: every allowed cross-origin exchange
 
     async def serve(self, request: RequestView, response: ResponseSink) -> None:
         """One exchange: a preflight answered here, anything else forwarded."""
@@ -151,12 +160,14 @@ class Forwarder:
             reason=d.reason,
             note=f"for {acrm}" + (f" with {','.join(acrh)}" if acrh else ""),
         )
+        if d.allowed and (self.observe is not None or gen.candidate is not None):
+            self._preflight_seen(request, gen, rec, origin, acrm, acrh)
         if not d.allowed:
             names = tuple(n.strip().lower() for n in ",".join(acrh).split(",") if n.strip())
             self.explainer.explain(
                 Seen(
                     method=acrm,
-                    url=f"{request.scheme}://{request.host}{request.raw_path}",
+                    url=_url(request),
                     origin=origin,
                     client_origin=f"{request.scheme}://{request.host}",
                     request_headers=request.headers,
@@ -181,6 +192,32 @@ class Forwarder:
             return Replay(204, fields, self.log.template(rec)) if plan is not None else None
         finally:
             self.log.record(rec)
+
+    def _preflight_seen(
+        self,
+        request: RequestView,
+        gen: Generation,
+        rec: Record,
+        origin: str,
+        acrm: str,
+        acrh: Sequence[str],
+    ) -> None:
+        """An allowed preflight, for learning mode and report-only rules."""
+        pna = request.headers.get("Access-Control-Request-Private-Network", "") == "true"
+        if self.observe is not None:
+            names = tuple(n.strip() for n in ",".join(acrh).split(",") if n.strip())
+            path = _rule_path(request.raw_path)
+            self.observe(Observation(origin, path, acrm, names, (), False, pna))
+        if gen.candidate is not None:
+            rec.report = preflight_report(
+                gen.candidate,
+                url=_url(request),
+                path=request.raw_path,
+                origin=origin,
+                method=acrm,
+                request_headers=",".join(acrh) if acrh else None,
+                private_network=pna,
+            )
 
     # -- forwarding -----------------------------------------------------------------------
 
@@ -285,6 +322,9 @@ class Forwarder:
         override = cfg.upstream_cors == "override"
         client_origin = f"{request.scheme}://{request.host}"
         head, date = gen.response_plan(up.headers, decision, client_origin)
+        seen = self.observe is not None or gen.candidate is not None
+        if seen and decision.allowed and rec.origin not in (None, client_origin):
+            self._actual_seen(request, gen, rec, up.status, head.fields.items, bool(head.cookies))
         rec.status = up.status
         capture = bytearray() if up.status >= 400 else None
         try:
@@ -306,6 +346,41 @@ class Forwarder:
                 decision.allowed, override, up.status, head.upstream_cors, head.cookies, retried
             ):
                 self._explain(request, gen, decision, up, rec, head, capture, retried)
+
+    def _actual_seen(
+        self,
+        request: RequestView,
+        gen: Generation,
+        rec: Record,
+        status: int,
+        sent: Sequence[tuple[str, str]],
+        cookie_set: bool,
+    ) -> None:
+        """An allowed cross-origin response, for learning mode and report-only rules."""
+        origin = rec.origin or ""
+        credentials = credentials_mode(request.headers)
+        if self.observe is not None:
+            self.observe(
+                Observation(
+                    origin,
+                    _rule_path(request.raw_path),
+                    request.method,
+                    (),
+                    tuple(n for n, _ in sent),
+                    credentials or cookie_set,
+                )
+            )
+        if gen.candidate is not None:
+            rec.report = actual_report(
+                gen.candidate,
+                url=_url(request),
+                path=request.raw_path,
+                origin=origin,
+                method=request.method,
+                credentials=credentials,
+                status=status,
+                sent=sent,
+            )
 
     def _explain(
         self,
@@ -368,9 +443,25 @@ class Forwarder:
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
         rec.status = exc.status
         rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
+        if decision.allowed and rec.origin is not None:
+            client_origin = f"{request.scheme}://{request.host}"
+            if rec.origin != client_origin and self.observe is not None:
+                credentials = credentials_mode(request.headers)
+                path = _rule_path(request.raw_path)
+                self.observe(Observation(rec.origin, path, request.method, (), (), credentials))
         response.respond(
             exc.status, headers, json.dumps(body) + "\n", content_type="application/json"
         )
+
+
+def _url(request: RequestView) -> str:
+    """The URL the client asked for, as the page's fetch() named it."""
+    return f"{request.scheme}://{request.host}{request.raw_path}"
+
+
+def _rule_path(raw_path: str) -> str:
+    """The path rules match: percent-decoded, without the query."""
+    return unquote(raw_path.partition("?")[0], errors="surrogateescape")
 
 
 def _cors_word(decision: ActualDecision, origin: str | None) -> CorsWord:
@@ -382,7 +473,7 @@ def _cors_word(decision: ActualDecision, origin: str | None) -> CorsWord:
 
 
 def _repro(request: RequestView, origin: str, method: str, acrh: str | None) -> tuple[str, ...]:
-    url = f"{request.scheme}://{request.host}{request.raw_path}"
+    url = _url(request)
     headers = list(request.headers.items())
     return tuple(
         curl_commands(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
 from proxy.config.model import Config, UpstreamTarget
+from proxy.export.report import enforced_and_candidate
 from proxy.http.downstream import Fields, Replay
 from proxy.http.fastlane import MAX_FIELDS, Head
 from proxy.http.upstream import UpstreamClient
@@ -130,6 +131,7 @@ class Generation:
     config: Config
     policy: CorsPolicy
     client: UpstreamClient  # shared with the previous generation when the upstream is the same
+    candidate: CorsPolicy | None = None  # report-only rules: refusals logged, not enforced
     requests: Cache[bytes, RequestPlan] = field(
         default_factory=lambda: Cache(
             entries=REQUESTS,
@@ -151,7 +153,14 @@ class Generation:
 
     @classmethod
     def build(cls, number: int, config: Config, client: UpstreamClient) -> Generation:
-        return cls(number=number, config=config, policy=CorsPolicy(config.rules), client=client)
+        rules, candidate = enforced_and_candidate(config)
+        return cls(
+            number=number,
+            config=config,
+            policy=CorsPolicy(rules),
+            client=client,
+            candidate=CorsPolicy(candidate) if candidate is not None else None,
+        )
 
     def plan(self, raw: bytes, head: Head) -> RequestPlan:
         """A new plan for the head ``raw``, kept in ``requests`` when it is small and

@@ -25,6 +25,7 @@ from proxy import __version__
 from proxy.config.loader import load
 from proxy.config.model import Config, Overrides
 from proxy.errors import ConfigError
+from proxy.export.learn import Observation
 from proxy.forward import Forwarder
 from proxy.generation import Generation, RequestPlan
 from proxy.http.aiohttp_server import (
@@ -75,14 +76,20 @@ class ProxyServer:
         log_stream: TextIO | None = None,
         make_client: Callable[[Config], UpstreamClient] | None = None,
         fast_lane: bool = True,
+        observe: Callable[[Observation], None] | None = None,
+        learned: Callable[[], str] | None = None,
     ) -> None:
+        # Learning mode's rules so far, as YAML: served at /__cors-proxy__/learned (the
+        # inspector page can show the same text).
+        self.learned = learned
         self.config_path = config_path
         self.fast_lane = fast_lane  # False: aiohttp's server answers everything (tests)
         self.overrides = overrides or Overrides()
         self.log = LogSink(log_stream or sys.stderr, config.log_format)
         self._make_client = make_client or _default_client
         self.generation = Generation.build(1, config, self._make_client(config))
-        self.forwarder = Forwarder(lambda: self.generation, self.log)
+        # observe: learning mode, every allowed cross-origin exchange
+        self.forwarder = Forwarder(lambda: self.generation, self.log, observe)
         self.ws_session: aiohttp.ClientSession | None = None
         self.open_sockets: weakref.WeakSet[AnyWebSocket] = weakref.WeakSet()
         self.runner: web.ServerRunner | None = None
@@ -118,7 +125,7 @@ class ProxyServer:
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
-            return await own_endpoint(request, self.health)
+            return await own_endpoint(request, self.health, self.learned)
         if is_upgrade(request):
             return await self.websocket(request)
         response = AiohttpResponse(request, send_timeout=SEND_TIMEOUT)

@@ -57,6 +57,7 @@ RULE_KEYS: Final = (
     "allow_credentials",
     "max_age",
     "allow_private_network",
+    "report_only",
 )
 
 
@@ -101,6 +102,13 @@ def load(path: str | None, overrides: Overrides | None = None) -> Config:
     cfg = _Validator(path).config(data)
     if overrides.origins is None:  # the zero-config rule is ours: nothing to lint
         cfg = replace(cfg, warnings=cfg.warnings + tuple(str(w) for w in lint(cfg.rules)))
+    if overrides.candidate is not None:
+        try:
+            candidate = load(overrides.candidate)
+        except ConfigError as exc:
+            problems = [f"--candidate {overrides.candidate}: {p}" for p in exc.problems]
+            raise ConfigError(problems) from None
+        cfg = replace(cfg, candidate=candidate.rules, candidate_source=overrides.candidate)
     return cfg
 
 
@@ -310,6 +318,7 @@ class _Validator:
         expose = self.tokens(f"{at}.expose_headers", data.get("expose_headers", []), "header name")
         credentials = self.flag(f"{at}.allow_credentials", data.get("allow_credentials", False))
         pna = self.flag(f"{at}.allow_private_network", data.get("allow_private_network", False))
+        report_only = self.flag(f"{at}.report_only", data.get("report_only", False))
         max_age = data.get("max_age", 600)
         if max_age is not None and (
             isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0
@@ -334,6 +343,7 @@ class _Validator:
             allow_credentials=credentials,
             max_age=max_age,
             allow_private_network=pna,
+            report_only=report_only,
         )
 
     def origins(self, at: str, value: Any) -> list[str]:

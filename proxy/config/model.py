@@ -109,6 +109,9 @@ class Config:
     max_body_bytes: int | None = None  # larger request bodies get 413; None: no limit
     max_connections: int | None = None  # more connections wait unread; None: no limit
     rules: tuple[CorsRule, ...] = ()
+    # --candidate FILE: stricter rules whose refusals are only logged (report-only)
+    candidate: tuple[CorsRule, ...] | None = None
+    candidate_source: str | None = None
     source: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     target: UpstreamTarget = field(init=False, repr=False, compare=False)  # from upstream
@@ -133,6 +136,7 @@ class Overrides:
     origins: tuple[str, ...] | None = None
     log_format: LogFormat | None = None
     explain: bool | None = None
+    candidate: str | None = None  # --candidate FILE
 
 
 def zero_config_rule(origins: Sequence[str]) -> dict[str, Any]:
@@ -164,6 +168,7 @@ def merge_overrides(low: Overrides, high: Overrides) -> Overrides:
         origins=high.origins if high.origins is not None else low.origins,
         log_format=high.log_format or low.log_format,
         explain=high.explain if high.explain is not None else low.explain,
+        candidate=high.candidate or low.candidate,
     )
 
 
@@ -196,4 +201,14 @@ def describe(cfg: Config) -> list[str]:
         )
         if r.allow_credentials and "*" in r.origins:
             lines.append("  note: '*' with credentials reflects the request's origin")
+        if r.report_only:
+            lines.append(
+                "  report_only: not enforced; every origin is answered as allowed and what"
+                " this rule would block is logged"
+            )
+    if cfg.candidate is not None:
+        lines.append(
+            f"candidate: {len(cfg.candidate)} rule(s) from {cfg.candidate_source}; what they"
+            " would block is logged, the rules above decide"
+        )
     return lines

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from proxy.config.model import Config
-from proxy.policy.cors import SAFELISTED_REQUEST_HEADERS, CorsRule
+from proxy.policy.cors import CorsRule
+from proxy.policy.fetch import SAFELISTED_REQUEST_HEADERS
 from proxy.policy.origins import compile_glob, is_glob
 
 TARGETS: Final = ("nginx", "caddy", "flask-cors", "starlette")

@@ -69,6 +69,7 @@ class Record:
     hints: tuple[str, ...] = ()  # near misses, causes, cookie problems
     fix: str = ""  # the YAML change that would let it through
     repro: tuple[str, ...] = ()  # curl commands reproducing a blocked exchange (--explain)
+    report: str = ""  # what report-only (candidate) rules would have blocked
 
     def add_note(self, note: str) -> None:
         """Notes accumulate: a later one never hides an earlier one."""
@@ -126,7 +127,13 @@ class Record:
         paint = _paint if color else _plain
         after = "ms"
         if not (
-            self.reason or self.diagnosis or self.console or self.hints or self.fix or self.repro
+            self.reason
+            or self.diagnosis
+            or self.console
+            or self.hints
+            or self.fix
+            or self.repro
+            or self.report
         ):
             if self.note:  # the common extra (a preflight's "for PUT"): no list to build
                 after += " | " + paint(safe(self.note, MAX_NOTE), _DIM)
@@ -142,6 +149,8 @@ class Record:
                 after += " | " + paint(safe(extra, 500), tone)
         if self.note:
             after += " | " + paint(safe(self.note, MAX_NOTE), _DIM)
+        if self.report:
+            after += " | " + paint(safe(self.report, 500), "\x1b[33m")
         for command in self.repro:
             after += f"\n    reproduce: {safe(command, 2000)}"
         return LineTemplate(before, after, False)

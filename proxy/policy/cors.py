@@ -44,6 +44,7 @@ class CorsRule:
     allow_credentials: bool = False
     max_age: int | None = None
     allow_private_network: bool = False
+    report_only: bool = False  # not enforced: answered loosely, what it would block logged
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Exports on their real engines against cors-proxy: the same requests, the same browser
-verdicts (tests/support/matrix.py), for config.example.yaml and a learned config."""
+verdicts (tests/support/matrix.py), for config.example.yaml and a learned config.
+
+Each engine starts once per config; the whole module takes about 20 s."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from proxy.export.render import render
 from proxy.policy.cors import CorsPolicy
 from tests.support import ROOT
 from tests.support.engines import engines
+from tests.support.learning import OTHER, PAGE, learn
 from tests.support.matrix import Case, Verdict, build, differences, send, verdict
 from tests.support.upstream_app import Upstream
 
@@ -43,10 +46,18 @@ EXAMPLE_CASES = build(
     good_method="PUT",
     good_headers=("content-type", "authorization", "x-requested-with"),
 )
+LEARNED_CASES = build(
+    {"/api/hello": [PAGE, OTHER], "/api/echo": [PAGE], "/static/app.js": [OTHER, PAGE]},
+    NEAR_MISSES,
+    errors=["/api/boom", "/api/status/404", "/api/own-cors"],
+    good_method="PUT",
+    good_headers=("x-custom",),
+)
 # Every place where a target cannot answer as the proxy does, per config (none here:
 # nginx and flask-cors must never deviate; Caddy and Starlette happen not to for these).
 EXPECTED_DEVIATIONS: dict[str, dict[str, list[str]]] = {
     "example": {target: [] for target in TARGETS},
+    "learned": {target: [] for target in TARGETS},
 }
 
 Results = dict[str, list[tuple[Case, Verdict]]]
@@ -66,6 +77,20 @@ def example_results(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
     path = work / "config.example.yaml"
     shutil.copy(EXAMPLE, path)
     return run_matrix(path, upstream, work, EXAMPLE_CASES)
+
+
+@pytest.fixture(scope="module")
+def learned(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A config learned by `cors-proxy learn` from tests/support/learning.py's traffic."""
+    _, written, _ = learn(upstream.url, tmp_path_factory.mktemp("learn"))
+    return written
+
+
+@pytest.fixture(scope="module")
+def learned_results(
+    learned: Path, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Results:
+    return run_matrix(learned, upstream, tmp_path_factory.mktemp("learned"), LEARNED_CASES)
 
 
 def check(results: Results, target: str, cfg_path: Path) -> None:
@@ -91,6 +116,17 @@ def test_example_config_same_verdicts(example_results: Results, target: str) -> 
 def test_example_config_deviations_are_known(target: str) -> None:
     export = render(target, load(str(EXAMPLE)), "config.example.yaml")
     assert [d.kind for d in export.deviations] == EXPECTED_DEVIATIONS["example"][target]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_learned_config_same_verdicts(learned_results: Results, learned: Path, target: str) -> None:
+    check(learned_results, target, learned)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_learned_config_deviations_are_known(learned: Path, target: str) -> None:
+    export = render(target, load(str(learned)), "learned.yaml")
+    assert [d.kind for d in export.deviations] == EXPECTED_DEVIATIONS["learned"][target]
 
 
 def test_the_matrix_sees_both_verdicts(example_results: Results) -> None:
