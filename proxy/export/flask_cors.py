@@ -36,6 +36,8 @@ def _rx(body: str, flags: str = "") -> str:
 
 
 def _header(name: str) -> str:
+    if name == "*":
+        return repr(name)  # flask-cors's own wildcard: every requested header
     if any(c in _REGEXISH for c in name):  # flask-cors would take it for a regex
         return _rx(_escape(name), ", re.IGNORECASE")
     return repr(name)

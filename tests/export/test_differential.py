@@ -17,7 +17,7 @@ from proxy.policy.cors import CorsPolicy
 from tests.support import ROOT
 from tests.support.engines import engines
 from tests.support.learning import OTHER, PAGE, learn
-from tests.support.matrix import Case, Verdict, build, differences, send, verdict
+from tests.support.matrix import Case, Verdict, build, differences, looser, send, verdict
 from tests.support.upstream_app import Upstream
 
 EXAMPLE = ROOT / "config.example.yaml"
@@ -79,6 +79,52 @@ def example_results(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
     return run_matrix(path, upstream, work, EXAMPLE_CASES)
 
 
+# What no target can say exactly (each one's deviations are listed in
+# tests/export/test_render.py): the verdicts may differ there, but never to the looser side.
+HARD_YAML = r"""
+upstream_cors: preserve
+rules:
+  - name: open
+    paths: ["/public/*"]
+    origins: ["*"]
+    allow_methods: ["*"]
+    allow_headers: ["*"]
+    expose_headers: ["*"]
+    max_age: null
+  - name: app
+    paths: ["/api/*"]
+    origins: ["http://localhost:3000"]
+    origin_regex: "https://(?!admin)[a-z]+\\.example\\.com"
+    allow_headers: [Content-Type, Authorization]
+    expose_headers: ["*"]
+    allow_credentials: true
+"""
+HARD_CASES = build(
+    {
+        "/public/x": ["http://localhost:3000", "https://anything.test"],
+        "/api/hello": ["http://localhost:3000", "https://shop.example.com"],
+    },
+    ["https://admin.example.com", "null", "http://LOCALHOST:3000"],
+    errors=["/api/own-cors", "/api/boom"],
+    good_method="PUT",
+    good_headers=("content-type", "authorization"),
+)
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("hard-config") / "hard.yaml"
+    path.write_text(HARD_YAML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hard_results(
+    hard: Path, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Results:
+    return run_matrix(hard, upstream, tmp_path_factory.mktemp("hard"), HARD_CASES)
+
+
 @pytest.fixture(scope="module")
 def learned(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A config learned by `cors-proxy learn` from tests/support/learning.py's traffic."""
@@ -127,6 +173,23 @@ def test_learned_config_same_verdicts(learned_results: Results, learned: Path, t
 def test_learned_config_deviations_are_known(learned: Path, target: str) -> None:
     export = render(target, load(str(learned)), "learned.yaml")
     assert [d.kind for d in export.deviations] == EXPECTED_DEVIATIONS["learned"][target]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_where_a_target_deviates_it_is_stricter(
+    hard_results: Results, hard: Path, target: str
+) -> None:
+    cfg = load(str(hard))
+    policy = CorsPolicy(cfg.rules)
+    deviations = render(target, cfg, "hard.yaml").deviations
+    differ, looser_ones = [], []
+    for (case, p), (_, t) in zip(hard_results["cors-proxy"], hard_results[target], strict=True):
+        if differences(case, p, t, policy.origin_allowed(case.path, case.origin or "")):
+            differ.append(case)
+            if looser(p, t):
+                looser_ones.append(f"{case}: proxy {p}; {target} {t}")
+    assert not looser_ones, "\n".join(looser_ones)
+    assert bool(differ) <= bool(deviations), f"{target} differs without a declared deviation"
 
 
 def test_the_matrix_sees_both_verdicts(example_results: Results) -> None:
