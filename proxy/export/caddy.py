@@ -24,6 +24,7 @@ from proxy.export.model import (
     deviation_comments,
     expose_all_deviation,
     header_comment,
+    preserve_deviation,
     rules_of,
 )
 
@@ -156,16 +157,7 @@ def render(cfg: Config, source: str) -> Export:
         proxy_block.append(
             "\t# preserve-adds: the rule's fields are added beside the upstream's own"
         )
-        deviations.append(
-            Deviation(
-                "all rules",
-                "preserve-adds",
-                "upstream_cors: preserve adds the rule's fields only to responses without"
-                " Access-Control-* fields of their own",
-                "Caddy adds them to every response; an upstream sending its own gets two"
-                " Access-Control-Allow-Origin values, which browsers block",
-            )
-        )
+        deviations.append(preserve_deviation("Caddy"))
     proxy_block.append("\tflush_interval -1  # stream (server-sent events) like the proxy")
     proxy_block += ["\ttransport http {", f"\t\tdial_timeout {_seconds(cfg.connect_timeout)}"]
     if cfg.read_timeout is not None:

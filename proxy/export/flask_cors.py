@@ -17,15 +17,13 @@ from proxy.export.model import (
     STANDARD_METHODS,
     Deviation,
     Export,
-    any_method_deviation,
     deviation_comments,
-    expose_all_deviation,
     header_comment,
+    library_deviations,
     origins_covered,
     paths_may_overlap,
     rules_of,
     rx_escape,
-    star_origin_deviation,
 )
 
 _REGEXISH = frozenset("*\\]?$^[()")  # flask-cors's probably_regex characters
@@ -54,10 +52,9 @@ def render(cfg: Config, source: str) -> Export:
     covered: list[str] = []
     for r in rules:
         notes: list[str] = []
-        for dev in (expose_all_deviation(r), any_method_deviation(r), star_origin_deviation(r)):
-            if dev is not None:
-                deviations.append(dev)
-                notes.append(f"# {dev.kind}: {dev.instead}")
+        for dev in library_deviations(r):
+            deviations.append(dev)
+            notes.append(f"# {dev.kind}: {dev.instead}")
         # Path-only selection: a later rule applies only to paths no earlier rule covers.
         for e in rules[: r.index]:
             if paths_may_overlap(e.rule, r.rule) and not origins_covered(r, e):

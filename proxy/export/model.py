@@ -222,6 +222,23 @@ def star_origin_deviation(r: Rule) -> Deviation | None:
     return None
 
 
+def library_deviations(r: Rule) -> list[Deviation]:
+    """What flask-cors and Starlette cannot say of a rule (their options are alike)."""
+    found = (expose_all_deviation(r), any_method_deviation(r), star_origin_deviation(r))
+    return [d for d in found if d is not None]
+
+
+def preserve_deviation(target: str) -> Deviation:
+    return Deviation(
+        "all rules",
+        "preserve-adds",
+        "upstream_cors: preserve adds the rule's fields only to responses without"
+        " Access-Control-* fields of their own",
+        f"{target} adds them to every response; an upstream sending its own gets two"
+        " Access-Control-Allow-Origin values, which browsers block",
+    )
+
+
 def paths_may_overlap(a: CorsRule, b: CorsRule) -> bool:
     """Whether two rules may both cover one path (conservative: True unless their
     literal prefixes before the first ``*`` already differ)."""

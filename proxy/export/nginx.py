@@ -22,6 +22,7 @@ from proxy.export.model import (
     deviation_comments,
     expose_all_deviation,
     header_comment,
+    preserve_deviation,
     rules_of,
 )
 
@@ -200,16 +201,7 @@ def render(cfg: Config, source: str) -> Export:
             "        # upstream_cors: preserve: the fields below are added besides the"
             " upstream's own (nginx cannot add them only when the upstream sent none)."
         )
-        deviations.append(
-            Deviation(
-                "all rules",
-                "preserve-adds",
-                "upstream_cors: preserve adds the rule's fields only to responses without"
-                " Access-Control-* fields of their own",
-                "nginx adds them to every response; an upstream sending its own gets two"
-                " Access-Control-Allow-Origin values, which browsers block",
-            )
-        )
+        deviations.append(preserve_deviation("nginx"))
     server.append("        # always: on every status, upstream errors and nginx's own 502/504 too.")
     for name, var in (
         ("Access-Control-Allow-Origin", "cors_acao"),

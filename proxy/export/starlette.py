@@ -15,12 +15,10 @@ from proxy.config.model import Config
 from proxy.export.model import (
     Deviation,
     Export,
-    any_method_deviation,
     deviation_comments,
-    expose_all_deviation,
     header_comment,
+    library_deviations,
     rules_of,
-    star_origin_deviation,
 )
 
 
@@ -30,10 +28,9 @@ def render(cfg: Config, source: str) -> Export:
     entries: list[str] = []
     for r in rules:
         notes: list[str] = []
-        for dev in (expose_all_deviation(r), any_method_deviation(r), star_origin_deviation(r)):
-            if dev is not None:
-                deviations.append(dev)
-                notes.append(f"# {dev.kind}: {dev.instead}")
+        for dev in library_deviations(r):
+            deviations.append(dev)
+            notes.append(f"# {dev.kind}: {dev.instead}")
         if r.rule.max_age is None:
             dev = Deviation(
                 r.label,

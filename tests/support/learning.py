@@ -4,13 +4,9 @@ the learned YAML."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.support import ROOT
+from tests.support.cli import Proc
 from tests.support.matrix import Case, Verdict, send, verdict
 
 PAGE = "http://localhost:3000"
@@ -35,21 +31,11 @@ def learn(
     """Run the learner over ``traffic``; the printed YAML, the file it wrote, and the
     browser's verdict on each exchange while learning."""
     out = work / "learned.yaml"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "learn", "--upstream", upstream,
-         "--listen", "127.0.0.1:0", "--write", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert p.stdout is not None
-    line = p.stdout.readline().strip()
-    if not line.startswith("listening on http://"):
-        p.kill()
-        pytest.fail(f"no startup line: {line!r} {p.communicate()[1][-2000:]}")
-    url = line.split()[2]
+    p = Proc("learn", "--upstream", upstream, "--listen", "127.0.0.1:0", "--write", str(out))
     try:
-        verdicts = [verdict(url, c, send(url, c)) for c in traffic]
+        verdicts = [verdict(p.url, c, send(p.url, c)) for c in traffic]
     finally:
-        p.send_signal(signal.SIGINT)
-        printed, err = p.communicate(timeout=15)
-    assert p.returncode == 0, err[-2000:]
+        p.p.send_signal(signal.SIGINT)
+        printed, err = p.p.communicate(timeout=15)
+    assert p.p.returncode == 0, err[-2000:]
     return printed, out, verdicts
