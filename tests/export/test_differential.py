@@ -6,6 +6,7 @@ Each engine starts once per config; the whole module takes about 20 s."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from proxy.export.model import TARGETS
 from proxy.export.render import render
 from proxy.policy.cors import CorsPolicy
 from tests.support import ROOT
-from tests.support.engines import engines
+from tests.support.engines import engines, free_port, start_caddy, start_nginx, start_proxy
 from tests.support.learning import OTHER, PAGE, learn
 from tests.support.matrix import Case, Verdict, build, differences, looser, send, verdict
 from tests.support.upstream_app import Upstream
@@ -200,3 +201,33 @@ def test_the_matrix_sees_both_verdicts(example_results: Results) -> None:
     assert any(v.exposed for v in proxy)
     codes = {v.code for v in proxy}
     assert {"MissingAllowOriginHeader", "InvalidAllowCredentials"} <= codes, codes
+
+
+def test_upstream_down_keeps_cors_headers(tmp_path: Path) -> None:
+    """The proxy's 502 and nginx's or Caddy's are all readable by an allowed page."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = tmp_path / "config.yaml"
+    path.write_text(EXAMPLE.read_text().replace("upstream_wait: 5 ", "upstream_wait: 0 "))
+    cfg = replace(load(str(path)), upstream=dead)
+    assert cfg.upstream_wait == 0
+    cases = [
+        Case("credentials", "/api/hello", "http://localhost:3000", credentials=True),
+        Case("simple", "/static/app.js", "http://localhost:3000"),
+        Case("simple", "/api/hello", "https://evil.test"),
+    ]
+    started = [start_proxy(path, dead, tmp_path), start_nginx(cfg, "c", tmp_path)]
+    started.append(start_caddy(cfg, "c", tmp_path))
+    try:
+        seen = {e.name: [send(e.url, c) for c in cases] for e in started}
+        verdicts = {
+            name: [verdict(e.url, c, s) for c, s in zip(cases, seen[name], strict=True)]
+            for name, e in zip(seen, started, strict=True)
+        }
+    finally:
+        for e in started:
+            e.stop()
+    assert [s.status for s in seen["cors-proxy"]] == [502, 502, 502]
+    assert [v.allowed for v in verdicts["cors-proxy"]] == [True, True, False]
+    for name in ("nginx", "caddy"):
+        assert [s.status for s in seen[name]] == [502, 502, 502], name
+        assert verdicts[name] == verdicts["cors-proxy"], name
