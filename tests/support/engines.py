@@ -25,6 +25,7 @@ from proxy.config.loader import load
 from proxy.config.model import Config
 from proxy.export.render import render
 from tests.support import ROOT
+from tests.support.cli import proxy_command
 from tests.support.upstream_app import create_app
 
 
@@ -211,8 +212,8 @@ def start_proxy(cfg_path: Path, upstream: str, work: Path) -> Engine:
     log = work / "proxy.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--config", str(cfg_path), "--listen",
-             "127.0.0.1:0", "--upstream", upstream],
+            [*proxy_command(), "--config", str(cfg_path), "--listen", "127.0.0.1:0",
+             "--upstream", upstream],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=f, text=True,
         )  # fmt: skip
     assert proc.stdout is not None
