@@ -96,7 +96,13 @@ def render(cfg: Config, source: str) -> Export:
     covered_rx = f"(?:{'|'.join(covered)})" if covered else "(?!)"
     override = cfg.upstream_cors == "override"
     lines = header_comment(cfg, source, "flask-cors")
-    lines += ["#", "# Use: from cors_export import init_cors; init_cors(app)"]
+    lines += [
+        "#",
+        "# Use: from cors_export import init_cors; init_cors(app)",
+        "# In debug mode (flask --debug) Werkzeug's debugger answers an exception with its own",
+        "# 500 page, which no after_request hook sees: it carries no CORS headers and the",
+        "# browser reports a CORS error (flask-cors#67). Production (debug off) is unaffected.",
+    ]
     lines += deviation_comments(deviations)
     lines += [
         '"""CORS for a Flask app, as cors-proxy does it in development (flask-cors >= 5)."""',

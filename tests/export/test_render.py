@@ -135,3 +135,13 @@ def test_cli_export(tmp_path) -> None:
     assert "rules[0].origins[0]" in done.stderr
     done = run_cli("export", "--to", "iis", "--config", "config.example.yaml")
     assert done.returncode == 2
+
+
+def test_upstream_prefix_and_host() -> None:
+    cfg = replace(EXAMPLE, upstream="http://127.0.0.1:5000/app", host_header="upstream")
+    nginx = render("nginx", cfg, "c").text
+    assert "proxy_pass http://127.0.0.1:5000/app/;" in nginx
+    assert "proxy_set_header Host 127.0.0.1:5000;" in nginx
+    caddy = render("caddy", cfg, "c").text
+    assert "rewrite * /app{uri}" in caddy
+    assert "header_up Host {upstream_hostport}" in caddy
