@@ -24,6 +24,8 @@ Contenders:
   lcp          local-cors-proxy (node/express), `npm ci` in bench/
   cors-proxy   this checkout: python -m proxy --listen ... --upstream ... --origin ...
   cors-proxy-1k  the same with --config of 1,000 rules (measured in small, preflight)
+  cors-proxy@REV  with --against REV: cors-proxy from another checkout (a directory or a
+                 git revision), one rule, every scenario; compared round by round
   aiohttp-floor  yardstick: bare aiohttp web.Server + cors-proxy's upstream client, fixed
                  CORS headers, no policy or log (small, preflight): aiohttp's floor
   httptools-floor  yardstick: the fast lane's shape (own httptools protocol) + the same
@@ -194,6 +196,12 @@ def parse_args(argv: list[str]) -> Options:
         action="store_true",
         help="CI mode: every contender must start and pass its checks (exit 1 otherwise); "
         "1 round of 1 s, small files, no retries; timings are reported, never judged",
+    )
+    ap.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="also measure cors-proxy from another checkout (a directory, or a git revision "
+        "of this repository), as contender cors-proxy@CHECKOUT, and compare it round by round",
     )
     args = ap.parse_args(argv)
     if args.smoke:

@@ -6,7 +6,8 @@ each drives its own code, whatever its internal interfaces), alternating which g
 (ABBA...), so a slow spell of the machine hits both alike. OTHER is a directory holding a
 checkout, or a git revision of this repository, exported to a temporary directory.
 
-The verdict per scenario: *slower beyond noise* when every round's ratio (this / other)
+The verdict per scenario (from 3 rounds on): *slower beyond noise* when every round's
+ratio (this / other)
 is above 1 and the ratio of the medians exceeds 1 + the noise, where the noise is the
 larger relative spread (half the min-max range over the median) of the two sides; *faster
 beyond noise* symmetrically; otherwise *within noise*. The yardstick (httptools-floor) is
@@ -53,7 +54,7 @@ def checkout(spec: str) -> Iterator[tuple[str, Path]]:
     rev = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
     if not rev:
         raise SystemExit(f"--against {spec}: neither a directory nor a git revision")
-    with tempfile.TemporaryDirectory(prefix="micro-against-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cors-proxy-against-") as tmp:
         archive = subprocess.Popen(
             ["git", "-C", str(REPO_DIR), "archive", "--format=tar", rev],
             stdout=subprocess.PIPE,
@@ -104,8 +105,13 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / 2 / statistics.median(values)
 
 
+MIN_ROUNDS = 3  # fewer rounds say nothing about the noise
+
+
 def verdict(this: list[float], other: list[float]) -> str:
     ratios = [a / b for a, b in zip(this, other, strict=True)]
+    if len(ratios) < MIN_ROUNDS:
+        return f"too few rounds to tell (< {MIN_ROUNDS})"
     ratio = statistics.median(this) / statistics.median(other)
     noise = max(spread(this), spread(other))
     if min(ratios) > 1 and ratio > 1 + noise:

@@ -123,8 +123,11 @@ def write_rules_config(path: Path, origin: str, n: int) -> Path:
     return path
 
 
-def build(opts: Options, workdir: Path, big_path: Path) -> tuple[Contender, list[Contender]]:
-    """The upstream, and the contenders this run measures (--only, --skip, --contender)."""
+def build(
+    opts: Options, workdir: Path, big_path: Path, against: tuple[str, Path] | None = None
+) -> tuple[Contender, list[Contender]]:
+    """The upstream, and the contenders this run measures (--only, --skip, --contender);
+    ``against``: (label, directory) of another checkout, measured as cors-proxy@label."""
     bp = opts.base_port
     up_port = bp if opts.upstream == "nginx" else bp + 10
     upstream_url = f"http://{HOST}:{up_port}"
@@ -278,6 +281,17 @@ def build(opts: Options, workdir: Path, big_path: Path) -> tuple[Contender, list
     only = {s for s in opts.only.split(",") if s}
     skip = {s for s in opts.skip.split(",") if s}
     cs = [c for c in cs if (c.name in only or (not only and c.default)) and c.name not in skip]
+    if against is not None:
+        label, root = against
+        cs.append(  # whatever --only says: it is what --against asked for
+            Contender(
+                f"cors-proxy@{label}",
+                cors_proxy_argv(bp + 8, upstream_url, ["--origin", opts.origin]),
+                bp + 8,
+                cwd=root,
+                note=f"cors-proxy from {root}, one rule (--origin); --against {opts.against}",
+            )
+        )
     return upstream, cs
 
 
@@ -288,8 +302,8 @@ def available(c: Contender) -> str:
         return f"{exe} not found"
     if c.name == "lcp" and not Path(c.argv[3]).exists():
         return "local-cors-proxy not installed (run `npm ci` in the bench folder)"
-    if c.cwd == REPO_DIR and not (REPO_DIR / "proxy" / "__main__.py").exists():
-        return f"no proxy package in {REPO_DIR}"
+    if c.argv[1:3] == ["-m", "proxy"] and not (c.cwd / "proxy" / "__main__.py").exists():
+        return f"no proxy package in {c.cwd}"
     return ""
 
 

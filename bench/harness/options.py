@@ -48,6 +48,7 @@ class Options:
     no_slow: bool = False
     no_install: bool = False
     smoke: bool = False
+    against: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {

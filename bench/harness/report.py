@@ -7,6 +7,7 @@ import json
 import statistics
 from typing import Any
 
+from .compare import MIN_ROUNDS
 from .contenders import Contender
 from .measure import Run
 from .options import Options
@@ -138,23 +139,28 @@ def tables(summary: Summary, opts: Options, contenders: list[Contender]) -> str:
     return "\n".join(out)
 
 
+def _pairs(runs: list[Run], sc: str, base: str, other: str) -> list[tuple[Run, Run]]:
+    """(other's run, base's run) of each round in which both were measured in ``sc``."""
+    by_round: dict[int, dict[str, Run]] = {}
+    for r in runs:
+        if r["scenario"] == sc and r["contender"] in (base, other):
+            by_round.setdefault(r["round"], {})[r["contender"]] = r
+    return [(d[other], d[base]) for d in by_round.values() if base in d and other in d]
+
+
+def _ratios(pairs: list[tuple[Run, Run]], metric: str) -> list[float]:
+    return [m[metric] / b[metric] for m, b in pairs if m[metric] and b[metric]]
+
+
 def rules_table(runs: list[Run], base: str = "cors-proxy", many: str = "cors-proxy-1k") -> str:
     """1 vs N configured rules: per-round ratios of the same proxy with the two configs."""
     rows = []
     for sc in ("small", "preflight"):
-        by_round: dict[int, dict[str, Run]] = {}
-        for r in runs:
-            if r["scenario"] == sc and r["contender"] in (base, many):
-                by_round.setdefault(r["round"], {})[r["contender"]] = r
-        pairs = [(d[many], d[base]) for d in by_round.values() if base in d and many in d]
+        pairs = _pairs(runs, sc, base, many)
         if not pairs:
             continue
-        rps = statistics.median(m["rps"] / b["rps"] for m, b in pairs if b["rps"])
-        cpu = statistics.median(
-            m["cpu_us_per_req"] / b["cpu_us_per_req"]
-            for m, b in pairs
-            if m["cpu_us_per_req"] and b["cpu_us_per_req"]
-        )
+        rps = statistics.median(_ratios(pairs, "rps"))
+        cpu = statistics.median(_ratios(pairs, "cpu_us_per_req"))
         rss = (
             max(m["peak_rss_kib"] for m, _ in pairs) / 1024,
             max(b["peak_rss_kib"] for _, b in pairs) / 1024,
@@ -172,6 +178,52 @@ def rules_table(runs: list[Run], base: str = "cors-proxy", many: str = "cors-pro
             "| scenario | req/s × one rule | difference | CPU µs/req × one rule | peak RSS MiB "
             "(1 / 1k) |",
             "|---|--:|--:|--:|--:|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def against_table(runs: list[Run], other: str, scenarios: list[str]) -> str:
+    """This checkout's cors-proxy against another checkout's (--against), round by round.
+
+    A difference is beyond noise when every round's ratio lies on the same side of 1."""
+    base = "cors-proxy"
+    rows = []
+    for sc in scenarios:
+        pairs = _pairs(runs, sc, base, other)
+        if not pairs:
+            continue
+        metric = "mbps" if sc == "big" else "rps"
+        cost = "cpu_s_per_gb" if sc == "big" else "cpu_us_per_req"
+        # this / other: > 1 is faster for throughput, slower for CPU cost
+        speed = [1 / x for x in _ratios(pairs, metric)]
+        cpu = [1 / x for x in _ratios(pairs, cost)]
+        if not speed or not cpu:
+            continue
+        verdict = (
+            f"too few rounds to tell (< {MIN_ROUNDS})"
+            if len(speed) < MIN_ROUNDS
+            else "slower beyond noise"
+            if max(speed) < 1 and min(cpu) > 1
+            else "faster beyond noise"
+            if min(speed) > 1 and max(cpu) < 1
+            else "within noise"
+        )
+        rows.append(
+            f"| {sc} | {statistics.median(speed):.3f} ({min(speed):.2f}–{max(speed):.2f}) "
+            f"| {statistics.median(cpu):.3f} ({min(cpu):.2f}–{max(cpu):.2f}) | {verdict} |"
+        )
+    if not rows:
+        return ""
+    unit = "req/s (MB/s for big)"
+    return "\n".join(
+        [
+            f"### against: {base} (this checkout) vs {other}\n",
+            "Median of per-round ratios this / other, with their range over the rounds; "
+            "beyond noise only when every round agrees.\n",
+            f"| scenario | {unit} × other | CPU per request (per GB) × other | verdict |",
+            "|---|--:|--:|---|",
             *rows,
             "",
         ]

@@ -4,6 +4,7 @@ and checked, interleaved rounds of wrk, the slow-client check, then the report."
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
+from .compare import checkout
 from .contenders import Contender, available, build, describe, validate, wait_ready
 from .log import log
 from .measure import Rig, Run, measure, slow_download, warm_up
@@ -69,8 +71,13 @@ def run(opts: Options, argv: list[str]) -> int:
     results_dir = BENCH_DIR / "results"
     json_path = opts.json or results_dir / f"{opts.upstream}-{stamp}.json"
     md_path = opts.markdown or results_dir / f"{opts.upstream}-{stamp}.md"
+    other = contextlib.ExitStack()
     try:
-        upstream, contenders = build(opts, workdir, workdir / "big.bin")
+        against = None
+        if opts.against:
+            _label, root = other.enter_context(checkout(opts.against))
+            against = (opts.against, root)
+        upstream, contenders = build(opts, workdir, workdir / "big.bin", against)
         if opts.dry_run:
             for c in [upstream, *contenders]:
                 cpu = opts.cpu_upstream if c is upstream else opts.cpu_contender
@@ -118,6 +125,8 @@ def run(opts: Options, argv: list[str]) -> int:
             report.tables(summary, opts, ready),
             report.rules_table(runs),
         ]
+        if against is not None:
+            md.append(report.against_table(runs, f"cors-proxy@{against[0]}", opts.scenarios))
         if slow:
             md.append(report.slow_table(slow, opts))
         dead = [f"- {c.name}: {c.dead}" for c in contenders if c.dead]
@@ -151,6 +160,7 @@ def run(opts: Options, argv: list[str]) -> int:
         return 130
     finally:
         procs.stop_all()
+        other.close()
         if opts.keep_workdir:
             log(f"work dir kept: {workdir}")
         else:

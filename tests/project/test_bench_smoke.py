@@ -18,6 +18,7 @@ import pytest
 from tests.support import ROOT
 
 EXPECTED = {
+    "cors-proxy@HEAD",  # --against HEAD: the same code, from an export of the commit
     "direct",
     "nginx-cors",
     "lcp",
@@ -43,6 +44,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
             str(out),
             "--markdown",
             str(tmp_path / "smoke.md"),
+            "--against",
+            "HEAD",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -59,6 +62,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     measured = {run["contender"] for run in data["runs"]}
     assert measured == EXPECTED, report
     assert all(s["bytes_ok"] for s in data["slow"]), report
+    assert "### against: cors-proxy (this checkout) vs cors-proxy@HEAD" in r.stdout, report
 
 
 def _found(tool: str) -> bool:
@@ -82,3 +86,30 @@ def test_micro_bench_smoke() -> None:
     for row in rows.values():
         assert float(row[1]) > 0, r.stdout  # cors-proxy's median
         assert float(row[3]) > 0, r.stdout  # the floor's
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(120)
+def test_micro_bench_against_another_checkout() -> None:
+    """bench/micro.py --against REV runs both checkouts' micro benchmark and compares them."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "bench/micro.py",
+            "--against",
+            "HEAD",
+            "--exchanges",
+            "50",
+            "--rounds",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "vs HEAD" in r.stdout, r.stdout
+    rows = {line.split()[0] for line in r.stdout.splitlines()[3:]}
+    assert rows == {"small", "preflight"}, r.stdout
+    assert r.stdout.count("too few rounds to tell") == 4, r.stdout  # 2 rounds: no verdict
