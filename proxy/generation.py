@@ -5,8 +5,14 @@ Its two caches live here, so a reload drops them by construction and nothing els
 asks whether a cached answer is still current:
 
 - ``requests``: what a fast-lane request head means, by the raw head (``RequestPlan``);
+  worst case 16 MiB (``REQUEST_BYTES``) in 1,024 plans; a head over 4 KiB, or not ASCII,
+  is never cached;
 - ``responses``: the client's response fields, by the upstream head without its ``Date``
-  and the CORS decision (``ResponsePlan``).
+  and the CORS decision (``ResponsePlan``); worst case 8 MiB (``RESPONSE_BYTES``) in
+  1,024 plans; a plan estimated over 128 KiB is never cached.
+
+tests/test_generation.py measures that each entry's estimate bounds what it holds, and
+that a cache never passes its budget.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ class Cache(Generic[K, V]):
     """A memo table bounded in entries and in bytes.
 
     ``put`` takes each entry's size: an upper bound, in bytes, on the memory its key and
-    value hold. An entry larger than ``largest`` is never kept, so what a hostile client
+    value hold. An entry larger than ``largest`` is never cached, so what a hostile client
     sends is computed each time and never stays. When an entry would take the table past
     ``entries`` entries or ``budget`` bytes, the table is emptied at once: cheaper per hit
     than an LRU, and endless distinct inputs only make lookups miss. Worst case:
@@ -84,7 +90,7 @@ class RequestPlan:
     """What one fast-lane request head means under one generation, each part worked out
     at most once: the parsed head, its CORS decision, the upstream request head (for the
     last client address), the request part of its log line, and for an allowed
-    preflight the whole answer. Kept in ``Generation.requests`` by the raw head."""
+    preflight the whole answer. Cached in ``Generation.requests`` by the raw head."""
 
     __slots__ = ("actual", "generation", "head", "line", "preflight", "replay", "upstream")
 
@@ -102,7 +108,7 @@ def request_plan_size(head_bytes: int, fields: int) -> int:
     """An upper bound on the bytes a plan for a head of ``head_bytes`` with ``fields``
     fields holds, its key included, once every part is worked out (measured:
     tests/test_generation.py). Its strings are ASCII, one byte a character: only ASCII
-    heads are kept."""
+    heads are cached."""
     return 8 * head_bytes + 400 * fields + 4096
 
 
@@ -163,7 +169,7 @@ class Generation:
         )
 
     def plan(self, raw: bytes, head: Head) -> RequestPlan:
-        """A new plan for the head ``raw``, kept in ``requests`` when it is small and
+        """A new plan for the head ``raw``, cached in ``requests`` when it is small and
         ASCII (a longer or non-ASCII head, rare, is planned each time)."""
         plan = RequestPlan(self, head)
         if len(raw) <= LARGEST_HEAD and raw.isascii():

@@ -15,6 +15,7 @@ from proxy.config.model import Overrides
 from proxy.server import ProxyServer
 from tests.support import ORIGIN, ROOT
 from tests.support.cli import Proc
+from tests.support.lane import Lane, make_lane
 from tests.support.proxy import MakeProxy, RunningProxy, write_yaml
 from tests.support.upstream_app import Upstream, start_upstream
 
@@ -107,6 +108,15 @@ async def make_proxy(tmp_path: Any, server_lane: str) -> AsyncIterator[MakeProxy
     yield _make
     for p in started:
         await p.server.stop()
+
+
+@pytest.fixture
+async def fake_lane() -> AsyncIterator[Lane]:
+    """A fast lane on fake transports (tests/support/lane.py), its upstream answering at
+    once; shut down after the test."""
+    lane = make_lane()
+    yield lane
+    await lane.server.shutdown(0)
 
 
 @pytest.fixture

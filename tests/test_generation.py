@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import io
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -64,10 +64,8 @@ HEADS: dict[str, Callable[[int], bytes]] = {
 
 
 @pytest.fixture
-async def lane() -> AsyncIterator[Lane]:
-    lane = make_lane()
-    yield lane
-    await lane.server.shutdown(0)
+def lane(fake_lane: Lane) -> Lane:
+    return fake_lane
 
 
 @pytest.fixture
@@ -114,7 +112,7 @@ async def test_a_request_plan_holds_less_than_its_estimate(
         answer = await exchange(lane, make(n))
         assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 204 "))
     plans = [plan for raw, plan in gen.requests.items() if raw.startswith(make(100)[:3])]
-    assert len(plans) == 53  # every one kept, every part worked out
+    assert len(plans) == 53  # every one cached, every part worked out
     if shape.startswith("preflight"):
         assert all(plan.replay is not None for plan in plans)
     else:
@@ -174,7 +172,7 @@ async def test_the_caches_never_pass_their_budgets(
     measured: Callable[[], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Endless distinct worst-case heads: the request cache stays within its budget (and
-    the memory it holds with it); a head over the largest kept is never kept."""
+    the memory it holds with it); a head over the largest size is never cached."""
     monkeypatch.setattr(generation, "REQUEST_BYTES", 1 << 20)
     lane = make_lane()
     quiet(lane)
@@ -187,7 +185,7 @@ async def test_the_caches_never_pass_their_budgets(
     assert measured() - base <= (1 << 20) + 200 * len(gen.requests)
     monkeypatch.setattr(generation, "LARGEST_HEAD", 100)
     await exchange(lane, head(1000))
-    assert gen.requests.get(head(1000)) is None  # planned, answered, not kept
+    assert gen.requests.get(head(1000)) is None  # planned, answered, not cached
     await lane.server.shutdown(0)
 
 
@@ -207,7 +205,7 @@ class TestResponseKey:
         denied = gen.policy.actual(path="/api/x", origin="http://evil.test")
         fields = [("Location", "http://127.0.0.1:9/a"), ("X-A", "1")]
         base, _ = gen.response_plan(fields, allowed, "http://x")
-        assert gen.response_plan(list(fields), allowed, "http://x")[0] is base  # kept
+        assert gen.response_plan(list(fields), allowed, "http://x")[0] is base  # cached
         others = [
             gen.response_plan(fields, denied, "http://x")[0],
             gen.response_plan(fields, allowed, "http://y")[0],

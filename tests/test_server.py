@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -63,11 +64,11 @@ class Recording(RawUpstream):
         await super().close()
 
 
-async def test_a_replaced_client_is_closed_at_shutdown_not_leaked(
-    tmp_path: Path, upstream: Upstream
-) -> None:
-    made: list[Recording] = []
-    path = write_yaml(tmp_path / "c.yaml", {"listen": "127.0.0.1:0", "upstream": upstream.url})
+async def recording_proxy(
+    tmp_path: Path, data: Mapping[str, object], made: list[Recording]
+) -> ProxyServer:
+    """A started proxy whose upstream clients are ``Recording`` ones, from a config file."""
+    path = write_yaml(tmp_path / "c.yaml", {"listen": "127.0.0.1:0", **data})
     proxy = ProxyServer(
         load(path, Overrides()),
         config_path=path,
@@ -75,6 +76,14 @@ async def test_a_replaced_client_is_closed_at_shutdown_not_leaked(
         make_client=lambda cfg: Recording(cfg, made),
     )
     await proxy.start()
+    return proxy
+
+
+async def test_a_replaced_client_is_closed_at_shutdown_not_leaked(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    made: list[Recording] = []
+    proxy = await recording_proxy(tmp_path, {"upstream": upstream.url}, made)
     write_yaml(tmp_path / "c.yaml", {"listen": "127.0.0.1:0", "upstream": upstream.url + "/v2"})
     before = asyncio.all_tasks()
     assert proxy.reload("test")
@@ -92,14 +101,7 @@ async def test_a_replaced_client_is_closed_after_a_while(
     monkeypatch.setattr(server, "RETIRE_AFTER", 0.05)
     made: list[Recording] = []
     data = {"listen": "127.0.0.1:0", "upstream": upstream.url}
-    path = write_yaml(tmp_path / "c.yaml", data)
-    proxy = ProxyServer(
-        load(path, Overrides()),
-        config_path=path,
-        log_stream=io.StringIO(),
-        make_client=lambda cfg: Recording(cfg, made),
-    )
-    await proxy.start()
+    proxy = await recording_proxy(tmp_path, data, made)
     write_yaml(tmp_path / "c.yaml", {**data, "timeouts": {"read": 5}})
     assert proxy.reload("test")
     await asyncio.sleep(0.2)

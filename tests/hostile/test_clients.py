@@ -68,7 +68,7 @@ async def test_pipelined_gets_from_a_slow_reader(tmp_path: Path) -> None:
     """A client pipelines GETs as fast as it can and reads slowly: reading resumes only
     once the unserved requests are below the read-ahead limit, not after every answer."""
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         while True:
             await read_head(reader)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

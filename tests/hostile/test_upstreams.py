@@ -36,7 +36,9 @@ async def ask(proxy: RunningProxy, request: bytes = GET) -> tuple[bytes, bytes]:
 async def test_a_second_unrequested_response_is_never_relayed_nor_reused(
     make_proxy: MakeProxy,
 ) -> None:
-    async def two_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def two_answers(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+    ) -> None:
         while True:
             await read_head(reader)
             writer.write(FIRST + SECOND)  # one read: both reach the proxy at once
@@ -54,7 +56,9 @@ async def test_a_second_unrequested_response_is_never_relayed_nor_reused(
 
 
 async def test_data_on_an_idle_pooled_connection_closes_it(make_proxy: MakeProxy) -> None:
-    async def then_stale(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def then_stale(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+    ) -> None:
         await read_head(reader)
         writer.write(FIRST)
         await asyncio.sleep(0.1)
@@ -72,7 +76,7 @@ async def test_data_on_an_idle_pooled_connection_closes_it(make_proxy: MakeProxy
 
 
 async def test_trailers_are_never_headers(make_proxy: MakeProxy) -> None:
-    async def trailers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def trailers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_head(reader)
         writer.write(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Set-Cookie\r\n\r\n"
@@ -97,7 +101,7 @@ async def test_a_huge_upstream_head_is_a_502_not_relayed(tmp_path: Path) -> None
     and relayed in full."""
     sent = 0
 
-    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         nonlocal sent
         await read_head(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
@@ -129,7 +133,7 @@ async def test_retries_are_as_documented(make_proxy: MakeProxy, method: str, sen
     a safe method without a body, sent again at most twice more, whatever the pool did."""
     seen: list[bytes] = []
 
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         first = await read_head(reader)
         if first.startswith(b"GET /warm "):  # the pooled connection the test begins on
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")

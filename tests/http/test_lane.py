@@ -27,10 +27,8 @@ CLOSE = GET.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
 
 
 @pytest.fixture
-async def lane() -> AsyncIterator[Lane]:
-    lane = make_lane()
-    yield lane
-    await lane.server.shutdown(0)
+def lane(fake_lane: Lane) -> Lane:
+    return fake_lane
 
 
 @pytest.fixture

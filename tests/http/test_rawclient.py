@@ -1,44 +1,17 @@
-"""RawUpstream (the httptools client) against raw loopback servers that misbehave on cue."""
+"""RawUpstream (the httptools client) against raw loopback servers that misbehave on cue
+(tests/support/hostile.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from proxy.errors import UpstreamBodyError, UpstreamUnavailable
 from proxy.http.rawclient import RawUpstream
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-
-
-@asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
-    """A loopback server; ``conns`` counts accepted connections (handler gets the index)."""
-    conns: list[int] = []
-
-    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conns.append(len(conns))
-        try:
-            await handler(reader, writer, len(conns) - 1)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", conns
-    finally:
-        server.close()
-
-
-async def read_head(reader: asyncio.StreamReader) -> bytes:
-    return await reader.readuntil(b"\r\n\r\n")
+from tests.support.hostile import Handler, raw_upstream, read_head
 
 
 def client(url: str, **kw: Any) -> RawUpstream:
@@ -74,7 +47,7 @@ def answer(response: bytes) -> Handler:
 
 async def test_a_pooled_connection_the_upstream_closed_is_not_used() -> None:
     # a keep-alive response, then the server drops the idle connection
-    async with raw_server(answer(OK)) as (url, conns):
+    async with raw_upstream(answer(OK)) as (url, conns):
         c = client(url)
         assert (await fetch(c))[2] == b"ok"
         await asyncio.sleep(0.05)  # the close reaches the pooled connection
@@ -93,7 +66,7 @@ async def test_request_sent_on_a_dead_connection_is_not_replayed_when_not_idempo
             return
         await asyncio.sleep(1)
 
-    async with raw_server(handler) as (url, conns):
+    async with raw_upstream(handler) as (url, conns):
         c = client(url)
         await fetch(c)
         with pytest.raises(UpstreamUnavailable) as info:
@@ -109,7 +82,7 @@ async def test_interim_1xx_is_skipped_and_set_cookie_lines_kept() -> None:
         b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2; Path=/\r\n"
         b"Content-Length: 2\r\n\r\nok"
     )
-    async with raw_server(handler) as (url, _):
+    async with raw_upstream(handler) as (url, _):
         c = client(url)
         status, headers, body = await fetch(c)
         assert (status, body) == (200, b"ok")
@@ -128,7 +101,7 @@ async def test_head_response_has_no_body_and_the_connection_is_reused() -> None:
         writer.write(OK)
         await writer.drain()
 
-    async with raw_server(handler) as (url, conns):
+    async with raw_upstream(handler) as (url, conns):
         c = client(url)
         assert await fetch(c, "HEAD") == (200, [("Content-Length", "10")], b"")
         assert (await fetch(c))[2] == b"ok"
@@ -138,7 +111,7 @@ async def test_head_response_has_no_body_and_the_connection_is_reused() -> None:
 
 async def test_connection_close_and_read_until_close() -> None:
     handler = answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-    async with raw_server(handler) as (url, conns):
+    async with raw_upstream(handler) as (url, conns):
         c = client(url)
         assert (await fetch(c))[2] == b"until the end"
         assert (await fetch(c))[2] == b"until the end"
@@ -148,7 +121,7 @@ async def test_connection_close_and_read_until_close() -> None:
 
 async def test_short_body_is_an_error_not_a_complete_response() -> None:
     handler = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
-    async with raw_server(handler) as (url, _):
+    async with raw_upstream(handler) as (url, _):
         c = client(url)
         with pytest.raises(UpstreamBodyError):
             await fetch(c)
@@ -165,7 +138,7 @@ async def test_reading_pauses_while_the_consumer_is_slow() -> None:
             writer.write(b"x" * 65536)
             await writer.drain()
 
-    async with raw_server(handler) as (url, _):
+    async with raw_upstream(handler) as (url, _):
         c = client(url, buffer_limit=256 * 1024)
         async with c.request("GET", "/x", [], None) as r:
             await asyncio.sleep(0.5)  # nobody reads: the client must stop reading too

@@ -1,5 +1,5 @@
 """The log line (proxy/log/record.py, pure): one line per exchange, its template with the
-``ms`` left open (a replayed preflight fills it in) and its request part (``start``, kept
+``ms`` left open (a replayed preflight fills it in) and its request part (``start``, cached
 per request head by the generation's request cache); and the sink (proxy/log/sink.py)
 that writes the lines of many exchanges at once."""
 
@@ -99,8 +99,8 @@ def test_lines_differ_in_every_field_and_a_kept_start_changes_nothing() -> None:
         for color, as_json in ((False, False), (True, False), (False, True)):
             start = other.start(color, as_json=as_json)
             for ms in (0.04, 12.345):
-                kept = other.template(color, as_json=as_json, start=start).render(ms)
-                assert kept == other.template(color, as_json=as_json).render(ms), name
+                cached = other.template(color, as_json=as_json, start=start).render(ms)
+                assert cached == other.template(color, as_json=as_json).render(ms), name
         if name not in ("method", "path", "origin", "cors", "rule"):
             # fields the request does not fix: the request part stays the same
             assert other.start() == base.start(), name

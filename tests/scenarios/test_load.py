@@ -8,9 +8,7 @@ connections, every answer checked, the proxy's peak RSS read from /proc.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +16,8 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from tests.support import ORIGIN, ROOT
-from tests.support.cli import proxy_command
+from tests.support import ORIGIN
+from tests.support.cli import start_proxy
 
 CLIENTS, PER_CLIENT = 200, 10
 PEAK_RSS_LIMIT_MIB = 200
@@ -39,20 +37,6 @@ async def fast_upstream(aiohttp_server: AiohttpServer) -> str:
 def peak_rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
-
-
-def start_proxy(upstream: str, log_path: Path) -> subprocess.Popen[str]:
-    # The log goes to a file: 2000 lines into an unread pipe would block the proxy.
-    args = ["--upstream", upstream, "--origin", ORIGIN, "--listen", "127.0.0.1:0"]
-    with log_path.open("w") as log:
-        return subprocess.Popen(
-            [*proxy_command(), *args],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=ROOT,
-            env=os.environ,
-        )
 
 
 async def test_200_concurrent_keep_alive_clients(fast_upstream: str, tmp_path: Path) -> None:

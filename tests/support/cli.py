@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ORIGIN, ROOT
 
 
 def proxy_command() -> list[str]:
@@ -49,6 +49,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env={**os.environ, **(env or {})},
         cwd=ROOT,
     )
+
+
+def start_proxy(upstream: str, log: Path, *args: str) -> subprocess.Popen[str]:
+    """``python -m proxy --origin ORIGIN`` in front of ``upstream``, its startup line on
+    stdout; the log goes to a file (lines into an unread pipe would block the proxy)."""
+    flags = ["--upstream", upstream, "--origin", ORIGIN, "--listen", "127.0.0.1:0", *args]
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [*proxy_command(), *flags],
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+            cwd=ROOT,
+            env=os.environ,
+        )
 
 
 class Proc:

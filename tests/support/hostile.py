@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import ORIGIN, ROOT
-from tests.support.cli import proxy_command
+from tests.support.cli import start_proxy
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# an upstream's connection: its reader, its writer, and its number (0 for the first)
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 
 def rss_mib(pid: int) -> float:
@@ -37,18 +36,8 @@ class ProxyProcess:
 
 @contextlib.contextmanager
 def proxy_process(upstream: str, log: Path, *args: str) -> Iterator[ProxyProcess]:
-    """``python -m proxy --origin ORIGIN`` in front of ``upstream``; its log goes to a
-    file (an unread pipe would block it)."""
-    flags = ["--upstream", upstream, "--origin", ORIGIN, "--listen", "127.0.0.1:0", *args]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*proxy_command(), *flags],
-            stdout=subprocess.PIPE,
-            stderr=out,
-            text=True,
-            cwd=ROOT,
-            env=os.environ,
-        )
+    """``python -m proxy`` in front of ``upstream`` (``cli.start_proxy``), stopped after."""
+    proc = start_proxy(upstream, log, *args)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -90,7 +79,7 @@ async def raw_upstream(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conns.append(len(conns))
         try:
-            await handler(reader, writer)
+            await handler(reader, writer, len(conns) - 1)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
