@@ -211,6 +211,7 @@ class ProxyServer:
             "upstream_reachable": reachable,
             "config_generation": gen.number,
             "config": self.config_path,
+            "log": {"dropped_lines": self.log.dropped, "waiting_bytes": self.log.waiting},
         }
 
     # -- config reload --------------------------------------------------------------------
@@ -337,7 +338,7 @@ class ProxyServer:
             await client.close()
         await asyncio.gather(*(task for task, _ in retiring), return_exceptions=True)
         logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
-        self.log.flush()
+        self.log.close()  # a reader that stopped reading gets 2 s, not forever
 
     def listening_line(self) -> str:
         cfg = self.generation.config
