@@ -148,7 +148,7 @@ class Forwarder:
             )
             if plan is not None:
                 plan.preflight = d
-        status = 204 if d.allowed else 403
+        status = d.status
         rec = Record(
             "OPTIONS",
             request.raw_path,
@@ -171,8 +171,9 @@ class Forwarder:
                     origin=origin,
                     client_origin=f"{request.scheme}://{request.host}",
                     request_headers=request.headers,
-                    rule=gen.policy.rule_for(request.raw_path),
+                    rule=d.matched,
                     allowed=False,
+                    origin_allowed=d.origin_allowed,
                     fix=d.fix,
                     status=status,
                     response_headers=d.headers,
@@ -184,8 +185,8 @@ class Forwarder:
                 rec.repro = _repro(request, origin, acrm, ",".join(acrh))
         try:
             if not d.allowed:
-                text = f"cors-proxy: preflight rejected: {d.reason}\n"
-                response.respond(403, d.headers, text)
+                text = f"cors-proxy: preflight rejected: {d.reason}\n" if status == 403 else None
+                response.respond(status, d.headers, text)
                 return None
             fields = Fields(d.headers)
             response.respond(204, fields)
@@ -401,8 +402,9 @@ class Forwarder:
                 origin=rec.origin,
                 client_origin=client_origin,
                 request_headers=request.headers,
-                rule=gen.policy.rule_for(request.raw_path),
+                rule=decision.matched,
                 allowed=decision.allowed,
+                origin_allowed=decision.allowed,
                 fix=decision.fix,
                 status=up.status,
                 response_headers=head.fields.items,

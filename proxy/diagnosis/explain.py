@@ -44,6 +44,7 @@ class Seen:
     request_headers: Container[str]  # case-insensitive names, for the credentials guess
     rule: CorsRule | None  # the rule the decision names
     allowed: bool  # the proxy's CORS decision
+    origin_allowed: bool  # the rule accepts the origin (a preflight may still be refused)
     fix: str  # the decision's YAML change, when the proxy's rules refused
     status: int  # what the client got
     response_headers: Sequence[tuple[str, str]]  # what the client got
@@ -224,7 +225,9 @@ def _browser_view(seen: Seen) -> tuple[BrowserVerdict, str, list[str], str]:
     v = evaluate(ex, seen.status, seen.response_headers)
     if v.allowed:
         return "allowed", "", [], ""
-    hints = near_misses(seen.origin or "", seen.rule.origins if seen.rule else ())
+    hints: list[str] = []
+    if not seen.origin_allowed:  # else a near miss would deny what the rule accepts
+        hints = near_misses(seen.origin or "", seen.rule.origins if seen.rule else ())
     if v.cause and not hints:
         hints = [v.cause]
     return "blocked", v.console, hints, seen.fix

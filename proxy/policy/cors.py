@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote
 
@@ -49,12 +49,21 @@ class CorsRule:
 
 @dataclass(frozen=True)
 class PreflightDecision:
+    """The proxy's answer to a preflight.
+
+    Three kinds: allowed (204 with the rule's headers); refused for a method or request
+    header the rule does not allow although it accepts the origin (204 naming the origin
+    with the rule's own lists and Max-Age 0, so the browser's console names the method
+    or header: docs/cors-notes.md §4); refused otherwise (403, no Access-Control-*)."""
+
     allowed: bool
-    status: int  # 204 or 403
+    status: int  # 204, or 403
     headers: Headers
-    reason: str  # "" when allowed; the 403 body and the log's explanation otherwise
-    rule: str | None
+    reason: str  # "" when allowed; the 403 body, X-Cors-Proxy-Error and the log's words
+    rule: str | None  # the rule that decided, or the first whose paths match
     fix: str = ""  # which YAML key to change, with the value
+    origin_allowed: bool = False  # the named rule accepts the origin
+    matched: CorsRule | None = field(default=None, compare=False)  # the rule named
 
 
 @dataclass(frozen=True)
@@ -63,11 +72,13 @@ class ActualDecision:
 
     allowed: bool
     headers: Headers  # Access-Control-* to add; empty when not allowed
-    rule: str | None
+    rule: str | None  # the rule that decided, or the first whose paths match
     reason: str  # why not allowed, for the log
     vary: bool  # whether the response must carry Vary: Origin
     expose_all: bool = False  # expose every non-safelisted response header name
     fix: str = ""  # for a refused origin: the YAML change that would allow it
+    # The rule named (kept out of equality and hashing: decisions are cache keys).
+    matched: CorsRule | None = field(default=None, compare=False)
 
 
 def path_glob(pattern: str) -> re.Pattern[str]:
@@ -143,16 +154,29 @@ class CorsPolicy:
 
     # -- matching -------------------------------------------------------------------
 
-    def _rule_for(self, raw_path: str) -> _Compiled | None:
-        # Rules match the percent-decoded path the upstream will route, without query.
-        path = unquote(raw_path.partition("?")[0], errors="surrogateescape")
+    def _select(self, raw_path: str, origin: str | None) -> tuple[_Compiled | None, bool]:
+        """The first rule whose paths match and whose origins accept ``origin``, and
+        True; else the first rule whose paths match (None when none does), and False."""
+        first = None
+        path = None
         for c in self._compiled:
-            if c.paths is None or c.paths.fullmatch(path):
-                return c
-        return None
+            if c.paths is not None:
+                if path is None:
+                    path = unquote(raw_path.partition("?")[0], errors="surrogateescape")
+                if c.paths.fullmatch(path) is None:
+                    continue
+            if origin is not None and self._origin_allowed(c, origin):
+                return c, True
+            if first is None:
+                first = c
+                if origin is None:
+                    break
+        return first, False
 
-    def rule_for(self, raw_path: str) -> CorsRule | None:
-        c = self._rule_for(raw_path)
+    def rule_for(self, raw_path: str, origin: str | None = None) -> CorsRule | None:
+        """The rule that decides for ``origin`` on ``raw_path`` (the first rule whose paths
+        match and whose origins accept it), else the first rule whose paths match."""
+        c, _ = self._select(raw_path, origin)
         return c.rule if c else None
 
     @staticmethod
@@ -170,8 +194,8 @@ class CorsPolicy:
         )
 
     def origin_allowed(self, raw_path: str, origin: str) -> bool:
-        c = self._rule_for(raw_path)
-        return c is not None and self._origin_allowed(c, origin)
+        """Whether a rule whose paths match ``raw_path`` accepts ``origin``."""
+        return self._select(raw_path, origin)[1]
 
     @staticmethod
     def _acao(c: _Compiled, origin: str) -> str:
@@ -193,7 +217,7 @@ class CorsPolicy:
     ) -> PreflightDecision:
         """Answer an OPTIONS request carrying Origin and Access-Control-Request-Method."""
         method = request_method
-        c = self._rule_for(path)
+        c, accepted = self._select(path, origin)
         vary = (("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),)
         if c is None:
             return _deny(
@@ -204,21 +228,28 @@ class CorsPolicy:
             )
         name = c.rule.name
         at = f"rules[{c.index}]"
-        if not self._origin_allowed(c, origin):
+        if not accepted:
             return _deny(
                 vary,
                 name,
                 f"origin {_show(origin)} is not allowed by rule {name!r}",
                 _origin_fix(at, origin),
+                c.rule,
             )
         if not is_token(method):
             return _deny(
-                vary, name, f"Access-Control-Request-Method {_show(method)} is not a method"
-            )
-        if not c.any_method and method not in c.methods:
-            return _deny(
                 vary,
                 name,
+                f"Access-Control-Request-Method {_show(method)} is not a method",
+                "",
+                c.rule,
+                origin_allowed=True,
+            )
+        if not c.any_method and method not in c.methods:
+            return self._refuse(
+                c,
+                origin,
+                vary,
                 f"method {method} is not in allow_methods of rule {name!r} "
                 f"(methods are case-sensitive; allowed: {c.acam})",
                 f"add {method} to {at}.allow_methods",
@@ -226,14 +257,20 @@ class CorsPolicy:
         names = _parse_list(request_headers or "")
         if names is None:
             return _deny(
-                vary, name, f"Access-Control-Request-Headers {_show(request_headers)} is malformed"
+                vary,
+                name,
+                f"Access-Control-Request-Headers {_show(request_headers)} is malformed",
+                "",
+                c.rule,
+                origin_allowed=True,
             )
         if not c.any_header:
             refused = [n for n in names if n not in c.header_names]
             if refused:
-                return _deny(
+                return self._refuse(
+                    c,
+                    origin,
                     vary,
-                    name,
                     f"request header(s) {', '.join(refused)} not in allow_headers of rule {name!r}",
                     f"add {', '.join(refused)} to {at}.allow_headers",
                 )
@@ -243,10 +280,10 @@ class CorsPolicy:
                 name,
                 f"private network access requested; rule {name!r} has allow_private_network: false",
                 f"set {at}.allow_private_network: true",
+                c.rule,
+                origin_allowed=True,
             )
-        headers: list[tuple[str, str]] = [("Access-Control-Allow-Origin", self._acao(c, origin))]
-        if c.rule.allow_credentials:
-            headers.append(("Access-Control-Allow-Credentials", "true"))
+        headers = self._origin_headers(c, origin)
         # A wildcard is mirrored, never sent as "*": with credentials "*" is a literal
         # name, and "*" never covers Authorization (Fetch: CORS non-wildcard header).
         acam = method if c.any_method else c.acam
@@ -260,19 +297,42 @@ class CorsPolicy:
         if private_network:
             headers.append(("Access-Control-Allow-Private-Network", "true"))
         headers.extend(vary)
-        return PreflightDecision(True, 204, tuple(headers), "", name)
+        return PreflightDecision(True, 204, tuple(headers), "", name, "", True, c.rule)
+
+    def _origin_headers(self, c: _Compiled, origin: str) -> list[tuple[str, str]]:
+        headers = [("Access-Control-Allow-Origin", self._acao(c, origin))]
+        if c.rule.allow_credentials:
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+        return headers
+
+    def _refuse(
+        self, c: _Compiled, origin: str, vary: Headers, reason: str, fix: str
+    ) -> PreflightDecision:
+        """A method or request header the rule does not allow, from an origin it accepts:
+        204 naming the origin, with the rule's own lists (never the refused item, never
+        "*") and Max-Age 0, so the browser blocks and its console names the method or
+        header, not the origin (docs/cors-notes.md §4). The reason goes in
+        X-Cors-Proxy-Error, which DevTools shows on the preflight."""
+        headers = self._origin_headers(c, origin)
+        if c.acam:
+            headers.append(("Access-Control-Allow-Methods", c.acam))
+        headers.append(("Access-Control-Allow-Headers", c.acah))
+        headers.append(("Access-Control-Max-Age", "0"))
+        headers.append((PROXY_ERROR_HEADER, reason))
+        headers.extend(vary)
+        return PreflightDecision(False, 204, tuple(headers), reason, c.rule.name, fix, True, c.rule)
 
     # -- actual requests ------------------------------------------------------------
 
     def actual(self, *, path: str, origin: str | None, error: bool = False) -> ActualDecision:
         """CORS headers for a forwarded response (``error``: the proxy's own 502/504)."""
-        c = self._rule_for(path)
+        c, accepted = self._select(path, origin)
         if c is None:
             return ActualDecision(False, (), None, "no rule matches this path", vary=False)
         name = c.rule.name
         if origin is None:
-            return ActualDecision(False, (), name, "no Origin header", vary=True)
-        if not self._origin_allowed(c, origin):
+            return ActualDecision(False, (), name, "no Origin header", vary=True, matched=c.rule)
+        if not accepted:
             return ActualDecision(
                 False,
                 (),
@@ -280,14 +340,15 @@ class CorsPolicy:
                 f"origin {_show(origin)} is not allowed by rule {name!r}",
                 True,
                 fix=_origin_fix(f"rules[{c.index}]", origin),
+                matched=c.rule,
             )
-        headers: list[tuple[str, str]] = [("Access-Control-Allow-Origin", self._acao(c, origin))]
-        if c.rule.allow_credentials:
-            headers.append(("Access-Control-Allow-Credentials", "true"))
+        headers = self._origin_headers(c, origin)
         aceh = c.aceh_error if error else c.aceh
         if aceh and not c.expose_all:
             headers.append(("Access-Control-Expose-Headers", aceh))
-        return ActualDecision(True, tuple(headers), name, "", True, expose_all=c.expose_all)
+        return ActualDecision(
+            True, tuple(headers), name, "", True, expose_all=c.expose_all, matched=c.rule
+        )
 
 
 def expose_all_value(response_names: Sequence[str]) -> str:
@@ -322,8 +383,16 @@ def _parse_list(value: str) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _deny(vary: Headers, rule: str | None, reason: str, fix: str = "") -> PreflightDecision:
-    return PreflightDecision(False, 403, vary, reason, rule, fix)
+def _deny(
+    vary: Headers,
+    rule: str | None,
+    reason: str,
+    fix: str = "",
+    matched: CorsRule | None = None,
+    *,
+    origin_allowed: bool = False,
+) -> PreflightDecision:
+    return PreflightDecision(False, 403, vary, reason, rule, fix, origin_allowed, matched)
 
 
 def _origin_fix(at: str, origin: str) -> str:

@@ -23,6 +23,7 @@ def seen(**kw: Any) -> Seen:
         "request_headers": {},
         "rule": RULE,
         "allowed": True,
+        "origin_allowed": True,
         "fix": "",
         "status": 200,
         "response_headers": [ACAO],
@@ -92,6 +93,7 @@ def test_refused_origin_gets_the_browsers_words_and_the_fix() -> None:
         seen(
             origin="http://127.0.0.1:3000",
             allowed=False,
+            origin_allowed=False,
             fix='add "http://127.0.0.1:3000" to rules[0].origins',
             response_headers=[],
         )

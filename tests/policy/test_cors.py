@@ -129,7 +129,10 @@ class TestOriginMatching:
 
 
 class TestPaths:
-    def test_first_match_wins_in_file_order(self) -> None:
+    def test_first_rule_matching_path_and_origin_wins(self) -> None:
+        """Issue 17: the first rule whose paths match AND whose origins accept the Origin
+        decides (the contract and config.example.yaml); before, the first path match
+        decided alone and b.test was refused on /api/."""
         p = CorsPolicy(
             [
                 CorsRule(name="api", paths=("/api/*",), origins=("http://a.test",)),
@@ -137,9 +140,55 @@ class TestPaths:
             ]
         )
         assert p.rule_for("/api/v1/items") is p.rules[0]
+        assert p.rule_for("/api/v1/items", "http://b.test") is p.rules[1]
         assert p.rule_for("/static/x.js") is p.rules[1]
         assert p.origin_allowed("/api/x", "http://a.test")
-        assert not p.origin_allowed("/api/x", "http://b.test")  # no fallthrough to later rules
+        assert p.origin_allowed("/api/x", "http://b.test")  # falls through to "all"
+        assert p.actual(path="/api/x", origin="http://b.test").rule == "all"
+        assert not p.origin_allowed("/static/x", "http://a.test")
+
+    def test_strict_and_loose_rules_on_one_path(self) -> None:
+        p = CorsPolicy(
+            [
+                CorsRule(
+                    name="strict",
+                    paths=("/api/*",),
+                    origins=("https://app.test",),
+                    allow_methods=("GET",),
+                    allow_credentials=True,
+                ),
+                CorsRule(name="loose", paths=("/api/*",), origins=("http://localhost:5173",)),
+            ]
+        )
+        strict = p.preflight(
+            path="/api/x", origin="https://app.test", request_method="DELETE", request_headers=None
+        )
+        assert (strict.rule, strict.allowed) == ("strict", False)
+        loose = p.preflight(
+            path="/api/x",
+            origin="http://localhost:5173",
+            request_method="DELETE",
+            request_headers=None,
+        )
+        assert (loose.rule, loose.allowed) == ("loose", True)
+        assert "Access-Control-Allow-Credentials" not in dict(loose.headers)
+
+    def test_a_refused_origin_names_the_first_rule_whose_paths_match(self) -> None:
+        p = CorsPolicy(
+            [
+                CorsRule(name="other", paths=("/other/*",), origins=("http://a.test",)),
+                CorsRule(name="first", paths=("/api/*",), origins=("http://a.test",)),
+                CorsRule(name="second", paths=("/api/*",), origins=("http://b.test",)),
+            ]
+        )
+        d = p.actual(path="/api/x", origin="http://c.test")
+        assert (d.allowed, d.rule) == (False, "first")
+        assert d.matched is p.rules[1]
+        assert d.fix == 'add "http://c.test" to rules[1].origins'
+        pre = p.preflight(
+            path="/api/x", origin="http://c.test", request_method="PUT", request_headers=None
+        )
+        assert (pre.status, pre.rule, pre.origin_allowed) == (403, "first", False)
 
     @pytest.mark.parametrize(
         ("path", "matches"),
@@ -203,22 +252,6 @@ class TestPreflight:
         ("kw", "method", "headers", "origin", "reason"),
         [
             ({}, "PUT", None, "http://evil.test", "origin 'http://evil.test' is not allowed"),
-            (
-                {"allow_methods": ("GET", "PATCH")},
-                "patch",
-                None,
-                APP,
-                "method patch is not in allow_methods",
-            ),
-            (
-                {"allow_methods": ("GET", "patch")},
-                "PATCH",
-                None,
-                APP,
-                "method PATCH is not in allow_methods",
-            ),
-            ({}, "PUT", "x-custom", APP, "x-custom not in allow_headers"),
-            ({}, "PUT", "authorization", APP, "authorization not in allow_headers"),
             ({}, "PUT", "x y", APP, "malformed"),
             ({}, "P UT", None, APP, "is not a method"),
         ],
@@ -230,6 +263,50 @@ class TestPreflight:
         assert (d.allowed, d.status) == (False, 403)
         assert reason in d.reason
         assert not [n for n, _ in d.headers if n.lower().startswith("access-control-")]
+
+    @pytest.mark.parametrize(
+        ("kw", "method", "headers", "reason"),
+        [
+            ({"allow_methods": ("GET", "PATCH")}, "patch", None, "method patch is not in"),
+            ({"allow_methods": ("GET", "patch")}, "PATCH", None, "method PATCH is not in"),
+            ({}, "PUT", "x-custom", "x-custom not in allow_headers"),
+            ({}, "PUT", "authorization", "authorization not in allow_headers"),
+            ({"allow_credentials": True}, "PUT", "x-api-key,x-custom", "x-api-key, x-custom"),
+        ],
+    )
+    def test_refused_method_or_header_names_the_origin(self, kw, method, headers, reason) -> None:
+        """An accepted origin asking for what the rule does not allow: 204 naming the
+        origin with the rule's own lists and Max-Age 0, so the browser's console names
+        the method or header instead of a missing Access-Control-Allow-Origin."""
+        rule = policy(allow_headers=("content-type", "x-token"), **kw)
+        d = self.pf(rule, method, headers)
+        assert (d.allowed, d.status, d.origin_allowed) == (False, 204, True)
+        assert reason in d.reason
+        h = dict(d.headers)
+        assert h["Access-Control-Allow-Origin"] == APP
+        credentials = kw.get("allow_credentials")
+        assert h.get("Access-Control-Allow-Credentials") == ("true" if credentials else None)
+        methods = kw.get("allow_methods", ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"))
+        assert h["Access-Control-Allow-Methods"] == ", ".join(methods)  # the rule's own
+        assert h["Access-Control-Allow-Headers"] == (
+            "content-type, x-token, accept, accept-language, content-language"
+        )
+        for refused in (method, *(headers or "").split(",")):
+            if refused and refused != "PUT":
+                assert refused not in h["Access-Control-Allow-Methods"].split(", ")
+                assert refused not in h["Access-Control-Allow-Headers"].split(", ")
+        assert "*" not in h.values()
+        assert h["Access-Control-Max-Age"] == "0"
+        assert h["X-Cors-Proxy-Error"] == d.reason
+        assert "Origin" in h["Vary"]
+        assert d.fix.startswith("add ")
+
+    def test_a_refusal_never_lists_star(self) -> None:
+        d = self.pf(policy(allow_methods=("*",), allow_headers=("x-a",)), "PUT", "x-b")
+        h = dict(d.headers)
+        assert d.status == 204
+        assert "Access-Control-Allow-Methods" not in h  # "*" is mirrored, never listed
+        assert "x-b" not in h["Access-Control-Allow-Headers"]
 
     def test_safelisted_request_headers_are_implicitly_allowed(self) -> None:
         d = self.pf(policy(), "PUT", "accept,accept-language,content-language,content-type")
