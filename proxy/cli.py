@@ -94,11 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(cfg: Config, path: str | None) -> int:
-    print(f"config OK: {path or '(no file: flags and environment)'}")
-    for line in describe(cfg):
-        print(f"  {line}")
-    for warning in cfg.warnings:
-        print(f"warning: {warning}")
+    try:
+        print(f"config OK: {path or '(no file: flags and environment)'}")
+        for line in describe(cfg):
+            print(f"  {line}")
+        for warning in cfg.warnings:
+            print(f"warning: {warning}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `cors-proxy check ... | head -1`: the reader has what it wanted. Like other
+        # command-line tools, stop writing quietly; the exit code is still the check's.
+        # Python would report the pipe again when it flushes stdout at exit: point
+        # stdout at /dev/null first (the recipe of Python's signal module docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0
 
 

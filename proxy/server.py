@@ -97,6 +97,7 @@ class ProxyServer:
         self.server: AiohttpServer | None = None
         self.idle: set[RequestHandler] = set()  # kept-alive between requests (limits only)
         self.port = 0
+        self.listening: tuple[str, int] | None = None  # the address bound, as configured
         self._watch_task: asyncio.Task[None] | None = None
         # upstream clients a reload replaced, each with the task that closes it later
         self._retiring: dict[asyncio.Future[None], UpstreamClient] = {}
@@ -175,7 +176,7 @@ class ProxyServer:
         own = f"{request.scheme}://{request.host}"
         allowed = origin is None or origin == own
         allowed = allowed or gen.policy.origin_allowed(request.raw_path, origin or "")
-        rule = gen.policy.rule_for(request.raw_path)
+        rule = gen.policy.rule_for(request.raw_path, origin)
         rec = Record(
             request.method, request.raw_path, 0, origin, "ws", rule.name if rule else None, 0.0
         )
@@ -221,7 +222,7 @@ class ProxyServer:
         old = self.generation
         self._file_stamp = _stamp(self.config_path)  # the watcher must not load it again
         try:
-            cfg = load(self.config_path, self.overrides)
+            cfg = load(self.config_path, self.overrides, empty_ok=False)
         except ConfigError as exc:
             for problem in exc.problems:
                 self.log.message(f"config error: {problem}")
@@ -242,8 +243,13 @@ class ProxyServer:
             # In-flight exchanges keep the old pool (their generation's) until they finish.
             self._retire(old.client)
         gen = Generation.build(old.number + 1, cfg, client)
-        if (cfg.listen_host, cfg.listen_port) != (old.config.listen_host, old.config.listen_port):
-            self.log.message("config note: a new listen address takes effect after a restart")
+        if self.listening is not None:
+            host, port = self.listening
+            if cfg.listen_host != host or cfg.listen_port not in (port, self.port):
+                self.log.message(
+                    f"config note: listen {_address(cfg.listen_host, cfg.listen_port)} takes"
+                    f" effect after a restart (listening on {_address(host, self.port)})"
+                )
         self.generation = gen
         self.log.message(
             f"config generation {gen.number} active ({why}): {len(cfg.rules)} rule(s), "
@@ -308,6 +314,7 @@ class ProxyServer:
         self.site = site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port)
         await site.start()
         self.port = self.runner.addresses[0][1]  # the real port when 0 was asked for
+        self.listening = (cfg.listen_host, cfg.listen_port)  # as asked (port 0: any)
         if self.config_path:
             self._watch_task = asyncio.ensure_future(self.watch())
 
@@ -342,8 +349,12 @@ class ProxyServer:
 
     def listening_line(self) -> str:
         cfg = self.generation.config
-        host = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
-        return f"listening on http://{host}:{self.port} -> {cfg.upstream}"
+        host = self.listening[0] if self.listening is not None else cfg.listen_host
+        return f"listening on http://{_address(host, self.port)} -> {cfg.upstream}"
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _default_client(cfg: Config) -> UpstreamClient:

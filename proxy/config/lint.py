@@ -60,8 +60,20 @@ class LintWarning:
 def lint(rules: Sequence[RuleLike]) -> list[LintWarning]:
     out: list[LintWarning] = []
     shapes = [_Shapes.of(rule) for rule in rules]  # compiled once: the pairs are n²/2
+    named: dict[str, int] = {}
     for i, rule in enumerate(rules):
         out.extend(_lint_rule(i, rule))
+        first = named.setdefault(rule.name, i)
+        if first != i:
+            out.append(
+                LintWarning(
+                    rule.name,
+                    f"rules[{i}].name",
+                    f"{rule.name!r} is also the name of rules[{first}]: log lines and"
+                    " messages name the rule that decided, so the two cannot be told apart;"
+                    " give each rule its own name",
+                )
+            )
         out.extend(_shadowed(i, rule, rules[:i], shapes))
     return out
 
@@ -89,6 +101,14 @@ def _lint_rule(i: int, rule: RuleLike) -> Iterator[LintWarning]:
     if rule.origin_regex:
         for message in regex_problems(rule.origin_regex):
             yield warn("origin_regex", message)
+    for j, method in enumerate(rule.allow_methods):
+        if method != method.upper():
+            yield warn(
+                f"allow_methods[{j}]",
+                f"{method!r} has lower-case letters, but methods are case-sensitive and"
+                f" browsers send them upper-case ({method.upper()}), so a page's"
+                f" {method.upper()} is refused; write {method.upper()}",
+            )
     if "*" in rule.allow_headers:
         yield warn(
             "allow_headers",
@@ -197,8 +217,8 @@ def _shadowed(
                 rule.name,
                 f"rules[{i}]",
                 f"rule {rule.name!r} is never used: rule {earlier.name!r} (rules[{j}]) comes"
-                f" first, covers {where} and every origin it lists, and the first matching"
-                f" rule wins; move {rule.name!r} above {earlier.name!r}",
+                f" first, covers {where} and every origin it lists, and the first rule whose"
+                f" paths and origins match wins; move {rule.name!r} above {earlier.name!r}",
             )
             return
         if covered:

@@ -80,11 +80,21 @@ def read_yaml(path: str) -> Any:
         raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
 
 
-def load(path: str | None, overrides: Overrides | None = None) -> Config:
-    """Read ``path`` (if any), apply ``overrides`` and validate; raise ``ConfigError``."""
+def load(path: str | None, overrides: Overrides | None = None, *, empty_ok: bool = True) -> Config:
+    """Read ``path`` (if any), apply ``overrides`` and validate; raise ``ConfigError``.
+
+    ``empty_ok=False`` (a reload) refuses a file with no YAML document (0 bytes or only
+    comments): an editor saving in steps leaves one for a moment, and applying it would
+    turn CORS off. ``rules: []`` written out is a document, and is applied."""
     overrides = overrides or Overrides()
     raw: Any = read_yaml(path) if path else {}
     if raw is None:
+        if path and not empty_ok:
+            raise ConfigError(
+                f"{path}: the file holds no YAML document (0 bytes or only comments; an"
+                " editor saving in steps?), so the running config stays; write"
+                " `rules: []` to mean no rules"
+            )
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {_kind(raw)}")

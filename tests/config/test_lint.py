@@ -254,6 +254,34 @@ def test_shadow_message_names_both_rules():
     assert "move 'api' above 'all'" in w.message
 
 
+def test_same_paths_other_origins_both_apply() -> None:
+    """Issue 17: a strict rule for one origin and a looser one for another on the same
+    paths is a working config (the first rule whose paths and origins match decides),
+    not a shadowed one."""
+    strict = Rule(name="strict", paths=("/api/*",), origins=("https://app.test",))
+    loose = Rule(name="loose", paths=("/api/*",), origins=("http://localhost:5173",))
+    assert lint([strict, loose]) == []
+
+
+def test_lower_case_methods_are_flagged() -> None:
+    warnings = lint([Rule(allow_methods=("GET", "put", "Patch", "*"))])
+    assert keys(warnings) == ["rules[0].allow_methods[1]", "rules[0].allow_methods[2]"]
+    assert "'put' has lower-case letters" in warnings[0].message
+    assert "write PUT" in warnings[0].message
+    assert "write PATCH" in warnings[1].message
+
+
+def test_duplicate_rule_names_are_flagged() -> None:
+    rules = [
+        Rule(name="api", paths=("/a/*",)),
+        Rule(name="other", paths=("/b/*",)),
+        Rule(name="api", paths=("/c/*",)),
+    ]
+    (w,) = lint(rules)
+    assert (w.key, w.rule) == ("rules[2].name", "api")
+    assert "also the name of rules[0]" in w.message
+
+
 def test_many_rules_compile_each_pattern_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shadowing check compares every pair of rules; its patterns are compiled once
     per rule, not per pair (1,000 rules took 20 s to load when re's cache thrashed)."""
@@ -279,5 +307,6 @@ def test_many_rules_compile_each_pattern_once(monkeypatch: pytest.MonkeyPatch) -
     # ... and the answers are those of the pairwise check: only svc7 covers the late rule.
     assert [w.message for w in warnings if w.rule == "late"] == [
         "rule 'late' is never used: rule 'svc7' (rules[7]) comes first, covers /svc7/* and "
-        "every origin it lists, and the first matching rule wins; move 'late' above 'svc7'"
+        "every origin it lists, and the first rule whose paths and origins match wins; move"
+        " 'late' above 'svc7'"
     ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
+import subprocess
 import time
 from pathlib import Path
 
-from tests.support.cli import Proc, get, run_cli
+from tests.support import ROOT
+from tests.support.cli import Proc, get, proxy_command, run_cli
 from tests.support.upstream_app import Upstream
 
 
@@ -31,6 +34,31 @@ def test_check_reports_every_problem_with_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "listne: unknown key (did you mean 'listen'?)" in r.stderr
     assert "rules[0].allow_methods[0]: 'GE T' is not a valid HTTP method" in r.stderr
+
+
+def test_check_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`cors-proxy check ... | head -1`: the reader leaves after one line; the check must
+    not end in a BrokenPipeError traceback (the output here is far beyond a pipe's
+    buffer, so the writer is still writing when head exits)."""
+    rules = [
+        {"name": f"r{i}", "paths": [f"/svc{i}/*"], "origins": [f"https://a{i}.example.com"]}
+        for i in range(500)  # about 180 KB of output: past a 64 KiB pipe buffer
+    ]
+    cfg = tmp_path / "many.yaml"
+    cfg.write_text(json.dumps({"rules": rules}))  # JSON is YAML
+    command = " ".join(shlex.quote(a) for a in [*proxy_command(), "check", "--config", str(cfg)])
+    r = subprocess.run(
+        ["sh", "-c", f"{command} | head -1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert r.stdout.startswith("config OK: "), r.stdout[:200]
+    assert len(r.stdout.splitlines()) == 1
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "BrokenPipeError" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr == ""
 
 
 LINTY = """\

@@ -244,6 +244,59 @@ async def test_config_edit_while_requests_run(make_proxy: MakeProxy, upstream: U
     assert "config reload (file changed) rejected; generation 2 stays active" in log
 
 
+@pytest.mark.parametrize(
+    "empty", ["", "# saving...\n", "---\n"], ids=["0-bytes", "comment", "bare"]
+)
+async def test_an_empty_file_is_not_a_config(
+    make_proxy: MakeProxy, upstream: Upstream, empty: str
+) -> None:
+    """Issue 17: an editor mid-save leaves an empty file for a moment; applying it would be
+    a generation with no rules (CORS off). It is refused and says why; `rules: []`
+    written out is applied."""
+    p = await make_proxy(upstream.url)
+    path = p.server.config_path
+    assert path is not None
+    data = yaml.safe_load(await asyncio.to_thread(Path(path).read_text))
+    await asyncio.to_thread(Path(path).write_text, empty)
+    assert not p.server.reload("file changed")
+    assert p.server.generation.number == 1
+    assert len(p.server.generation.config.rules) == 1
+    log = await p.logs()
+    assert "holds no YAML document (0 bytes or only comments" in log, log
+    assert "config reload (file changed) rejected; generation 1 stays active" in log
+    data["rules"] = []
+    await asyncio.to_thread(Path(path).write_text, yaml.safe_dump(data))
+    assert p.server.reload("file changed")
+    now = p.server.generation
+    assert (now.number, len(now.config.rules)) == (2, 0)
+
+
+async def test_the_listen_note_compares_with_the_bound_address(
+    make_proxy: MakeProxy, upstream: Upstream
+) -> None:
+    """The note that a new listen address needs a restart is printed when the file names
+    another address than the one bound, and not when it is changed back."""
+    p = await make_proxy(upstream.url)  # listens on 127.0.0.1:0, bound to a free port
+    path = p.server.config_path
+    assert path is not None
+    data = yaml.safe_load(await asyncio.to_thread(Path(path).read_text))
+
+    async def reload_with(listen: str) -> int:
+        data["listen"] = listen
+        await asyncio.to_thread(Path(path).write_text, yaml.safe_dump(data))
+        assert p.server.reload("test")
+        return (await p.logs()).count("takes effect after a restart")
+
+    assert await reload_with(f"127.0.0.1:{p.server.port}") == 0  # where it listens
+    assert await reload_with("127.0.0.1:1") == 1
+    assert (
+        f"listen 127.0.0.1:1 takes effect after a restart (listening on 127.0.0.1:{p.server.port})"
+        in await p.logs()
+    )
+    assert await reload_with("127.0.0.1:0") == 1  # changed back: nothing to restart for
+    assert await reload_with("0.0.0.0:0") == 2
+
+
 def test_sighup_reloads_a_subprocess_proxy(
     procs: list[Proc], upstream: Upstream, tmp_path: Path
 ) -> None:
