@@ -18,7 +18,16 @@ from proxy.policy.cors import CorsPolicy
 from tests.support import ROOT
 from tests.support.engines import engines, free_port, start_caddy, start_nginx, start_proxy
 from tests.support.learning import OTHER, PAGE, learn
-from tests.support.matrix import Case, Verdict, build, differences, looser, send, verdict
+from tests.support.matrix import (
+    Case,
+    Verdict,
+    build,
+    differences,
+    looser,
+    send,
+    upgrade,
+    verdict,
+)
 from tests.support.upstream_app import Upstream
 
 EXAMPLE = ROOT / "config.example.yaml"
@@ -62,22 +71,38 @@ EXPECTED_DEVIATIONS: dict[str, dict[str, list[str]]] = {
 }
 
 Results = dict[str, list[tuple[Case, Verdict]]]
+WS_ORIGINS = ["https://evil.test", "http://localhost:3000", None]  # refused, allowed, none
 
 
-def run_matrix(cfg_path: Path, upstream: Upstream, work: Path, cases: list[Case]) -> Results:
+def run_matrix(
+    cfg_path: Path,
+    upstream: Upstream,
+    work: Path,
+    cases: list[Case],
+    websockets: dict[str, list[int]] | None = None,
+) -> Results:
     out: Results = {}
     with engines(cfg_path, upstream.url, work) as running:
         for name, engine in running.items():
             out[name] = [(c, verdict(engine.url, c, send(engine.url, c))) for c in cases]
+            if websockets is not None and name in ("cors-proxy", "nginx", "caddy"):
+                websockets[name] = [upgrade(engine.url, o) for o in WS_ORIGINS]
     return out
 
 
 @pytest.fixture(scope="module")
-def example_results(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Results:
+def example_ws() -> dict[str, list[int]]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def example_results(
+    upstream: Upstream, tmp_path_factory: pytest.TempPathFactory, example_ws: dict[str, list[int]]
+) -> Results:
     work = tmp_path_factory.mktemp("example")
     path = work / "config.example.yaml"
     shutil.copy(EXAMPLE, path)
-    return run_matrix(path, upstream, work, EXAMPLE_CASES)
+    return run_matrix(path, upstream, work, EXAMPLE_CASES, example_ws)
 
 
 # What no target can say exactly (each one's deviations are listed in
@@ -231,3 +256,16 @@ def test_upstream_down_keeps_cors_headers(tmp_path: Path) -> None:
     for name in ("nginx", "caddy"):
         assert [s.status for s in seen[name]] == [502, 502, 502], name
         assert verdicts[name] == verdicts["cors-proxy"], name
+
+
+def test_websocket_origins_refused_alike(
+    example_results: Results, example_ws: dict[str, list[int]]
+) -> None:
+    """An Upgrade from an origin no rule accepts is refused with 403 by the proxy, nginx
+    and Caddy; one from an accepted origin (or the server's own) is not refused."""
+    proxy = example_ws["cors-proxy"]
+    assert proxy[0] == 403
+    assert 403 not in proxy[1:]
+    for name in ("nginx", "caddy"):
+        refused = [status == 403 for status in example_ws[name]]
+        assert refused == [status == 403 for status in proxy], (name, example_ws[name], proxy)

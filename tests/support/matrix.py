@@ -154,3 +154,24 @@ def build(
                 Case("credentials", path, origin, credentials=True),
             ]
     return cases
+
+
+def upgrade(base: str, origin: str | None, path: str = "/api/hello") -> int:
+    """The status of a WebSocket upgrade request (the upstream speaks no WebSocket: only
+    whether the server refuses it with 403 matters)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    if origin is not None:
+        headers["Origin"] = origin
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status
+    finally:
+        conn.close()
