@@ -88,16 +88,18 @@ class Forwarder:
         """Forward a request to the upstream and relay its answer (or answer why not),
         then write the exchange's log line."""
         started = time.monotonic()
-        origin = _origin(request)
         if plan is None:
             gen = self.current()
+            origin = _origin(request)
             decision = gen.policy.actual(path=request.raw_path, origin=origin)
         else:
             gen = plan.generation
             cached = plan.actual
             if cached is None:
-                cached = plan.actual = gen.policy.actual(path=request.raw_path, origin=origin)
-            decision = cached
+                origin = _origin(request)
+                decision = gen.policy.actual(path=request.raw_path, origin=origin)
+                cached = plan.actual = (origin, decision)
+            origin, decision = cached
         rec = Record(
             request.method,
             request.raw_path,
@@ -252,7 +254,13 @@ class Forwarder:
                 return response.respond(417, [], "cors-proxy: unsupported Expect\n")
             if request.http11:
                 await response.send_continue()
-        headers, head = self._upstream_request(request, gen, raw, plan)
+        headers: HeaderList = []
+        head: bytes | None
+        upstream = plan.upstream if plan is not None else None
+        if upstream is not None and upstream[0] == request.remote:
+            head = upstream[1]  # made before for this head and client
+        else:
+            headers, head = self._upstream_request(request, gen, raw, plan)
         body = _body(request, limit)
         deadline = time.monotonic() + cfg.upstream_wait
         retried = False
@@ -290,11 +298,7 @@ class Forwarder:
         request: RequestView, gen: Generation, fields: HeaderList, plan: RequestPlan | None
     ) -> tuple[HeaderList, bytes | None]:
         """The headers to send upstream and, for a fast-lane request, the whole request
-        head, made once per head and client address (the plan keeps it)."""
-        if plan is not None:
-            cached = plan.upstream
-            if cached is not None and cached[0] == request.remote:
-                return [], cached[1]
+        head, made once per head and client address (the plan caches it)."""
         cfg = gen.config
         headers = upstream_request_headers(
             fields,

@@ -97,7 +97,8 @@ class RequestPlan:
     def __init__(self, generation: Generation, head: Head) -> None:
         self.generation = generation
         self.head = head
-        self.actual: ActualDecision | None = None  # a forwarded request's decision
+        # a forwarded request's Origin (joined, cut) and CORS decision
+        self.actual: tuple[str | None, ActualDecision] | None = None
         self.preflight: PreflightDecision | None = None  # a preflight's
         self.line: LineStart | None = None
         self.upstream: tuple[str, bytes] | None = None  # (client address, head sent upstream)

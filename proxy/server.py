@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 import aiohttp
@@ -154,10 +154,12 @@ class ProxyServer:
         """A preflight, answered without a task."""
         return self.forwarder.answer_now(request, response, plan)
 
-    async def answer(self, plan: RequestPlan, request: FastRequest, response: FastResponse) -> None:
+    def answer(
+        self, plan: RequestPlan, request: FastRequest, response: FastResponse
+    ) -> Awaitable[None]:
         """Any other body-less request (never an own endpoint or an upgrade: those are
         handed over to aiohttp's server)."""
-        await self.forwarder.forward(request, response, plan)
+        return self.forwarder.forward(request, response, plan)
 
     def take_over(self) -> asyncio.Protocol:
         assert self.server is not None

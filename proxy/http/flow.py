@@ -15,10 +15,10 @@ import asyncio
 class FlowControl:
     """The pause state of one transport, and the one waiter for it to drain."""
 
-    __slots__ = ("_lost", "_transport", "_waiter", "read_paused", "write_paused")
+    __slots__ = ("_lost", "_waiter", "read_paused", "transport", "write_paused")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
+    def __init__(self, transport: asyncio.Transport | None = None) -> None:
+        self.transport = transport  # set once the connection is made
         self._waiter: asyncio.Future[None] | None = None
         self._lost: str | None = None  # why the connection ended (drain raises it)
         self.read_paused = False
@@ -29,14 +29,14 @@ class FlowControl:
         return f"<FlowControl {' '.join(shown) or 'flowing'}{' lost' if self._lost else ''}>"
 
     def pause_reading(self) -> None:
-        if not self.read_paused:
+        if not self.read_paused and self.transport is not None:
             self.read_paused = True
-            self._transport.pause_reading()
+            self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.read_paused:
+        if self.read_paused and self.transport is not None:
             self.read_paused = False
-            self._transport.resume_reading()
+            self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         self.write_paused = True

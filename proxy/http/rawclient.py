@@ -78,7 +78,7 @@ class _Conn(asyncio.Protocol):
         self.buffer_limit = buffer_limit
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.flow: FlowControl | None = None  # made with the transport
+        self.flow = FlowControl()  # its transport comes with connection_made
         self.lost = False
         self.reused = False
         self.pooled = False  # idle in the pool: any byte now is one too many
@@ -104,7 +104,7 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
         self.transport = cast(asyncio.Transport, transport)
-        self.flow = FlowControl(self.transport)
+        self.flow.transport = self.transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -116,8 +116,7 @@ class _Conn(asyncio.Protocol):
         elif not self.done and self.error is None:
             self.error = exc or _Closed("upstream closed the connection")
         self._wake()
-        if self.flow is not None:
-            self.flow.lost("upstream closed the connection")
+        self.flow.lost("upstream closed the connection")
 
     def data_received(self, data: bytes) -> None:
         if self.pooled:
@@ -141,26 +140,16 @@ class _Conn(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
 
     def pause_writing(self) -> None:
-        if self.flow is not None:
-            self.flow.pause_writing()
+        self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        if self.flow is not None:
-            self.flow.resume_writing()
+        self.flow.resume_writing()
 
     # -- httptools callbacks --------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        if self.head_done:
-            # A second response after the one asked for is complete: parsing stops here,
-            # the first is relayed as it came, and the connection is never reused.
-            self.keep_alive = False
-            if self.error is None:
-                self.error = _Closed("upstream sent more than one response")
-            raise _Stop
-
     def on_status(self, reason: bytes) -> None:
-        self.reason = reason.decode("latin-1")
+        if not self.head_done:  # else a second response begins: stopped at its head's end
+            self.reason = reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.head_done:
@@ -168,6 +157,14 @@ class _Conn(asyncio.Protocol):
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if self.head_done:
+            # A second response after the one asked for: parsing stops here, the first
+            # is relayed as it came (its fields were not touched: a later header is
+            # dropped like a trailer), and the connection is never reused.
+            self.keep_alive = False
+            if self.error is None:
+                self.error = _Closed("upstream sent more than one response")
+            raise _Stop
         status = self.parser.get_status_code()
         if status == 101:
             self._fail(_Closed("upstream switched protocols (101) without being asked"))
@@ -188,7 +185,7 @@ class _Conn(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > self.buffer_limit and self.flow is not None:
+        if self.buffered > self.buffer_limit:
             self.flow.pause_reading()
         self._wake()
 
@@ -231,7 +228,7 @@ class _Conn(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the upstream reads the request body slower than it comes."""
-        if self.lost or self.flow is None:
+        if self.lost:
             raise ConnectionResetError("upstream closed the connection")
         await self.flow.drain()
 
@@ -270,7 +267,7 @@ class _Response:
                 data = c.chunks.popleft() if len(c.chunks) == 1 else b"".join(c.chunks)
                 c.chunks.clear()
                 c.buffered = 0
-                if c.flow is not None:
+                if c.flow.read_paused:
                     c.flow.resume_reading()
                 return data
             if c.done:
