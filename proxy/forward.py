@@ -419,6 +419,7 @@ class Forwarder:
                 body=None if capture is None else bytes(capture),
                 upstream_port=gen.target.port,
                 retried=retried,
+                sent_cookies="; ".join(request.headers.getall("Cookie", ())),
             )
         ).apply(rec)
 

@@ -7,10 +7,12 @@ the cookie doctor (``cookies``), the error-page reader (``error_body``) and the
 impostor check (``unreachable``); it never decides anything about the exchange.
 
 An ``Explainer`` remembers what it has said (an upstream CORS value it replaced, a cookie
-problem), so a page that polls does not get the same paragraph on every line. That
-memory is bounded: ``MAX_REMEMBERED`` entries per table, each key at most
-``MAX_KEY_CHARS`` characters (a longer one is remembered by its digest), the oldest
-forgotten first — clients choose some of those values (``Origin``, ``Host``).
+problem, the long note on a path's error status, the error it last diagnosed), so a page
+that polls does not get the same paragraph on every line, and which cookies the browser
+refused, so a later 401/403 without them can say so. That memory is bounded:
+``MAX_REMEMBERED`` entries per table, each key at most ``MAX_KEY_CHARS`` characters (a
+longer one is remembered by its digest), the oldest forgotten first — clients choose
+some of those values (``Origin``, ``Host``, the path).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Container, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from proxy.diagnosis.cookies import diagnose_set_cookie
+from proxy.diagnosis.cookies import CookieVerdict, diagnose_set_cookie
 from proxy.diagnosis.error_body import diagnose_body
 from proxy.diagnosis.near_miss import near_misses
 from proxy.diagnosis.oracle import Exchange, evaluate
@@ -30,7 +32,10 @@ from proxy.policy.cors import CorsRule
 
 MAX_REMEMBERED: Final = 256  # entries per table of things already said
 MAX_KEY_CHARS: Final = 256  # a longer key is kept as a 32-character digest
+MAX_COOKIES_KEPT: Final = 16  # refused cookies remembered per page and proxy origin
 _SHOWN_VALUE: Final = 120  # characters of an upstream header value quoted in a note
+_SHOWN_PATH: Final = 200  # characters of a path kept with a refused cookie
+_SHOWN_WHY: Final = 300  # characters of the reason kept with a refused cookie
 
 
 @dataclass(slots=True)
@@ -57,6 +62,12 @@ class Seen:
     body: bytes | None = None  # the start of an error body (4xx/5xx), else None
     upstream_port: int = 0
     retried: bool = False  # served after waiting for the upstream to come back
+    sent_cookies: str = ""  # the request's Cookie field ("" when it had none)
+
+    @property
+    def path(self) -> str:
+        """The path the page fetched, without its query."""
+        return self.url[len(self.client_origin) :].partition("?")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +127,63 @@ def _bounded(key: Hashable) -> Hashable:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedCookie:
+    """A cookie the browser did not keep (or keeps but does not send back)."""
+
+    set_by: str  # the path whose response set it
+    fate: str  # "did not store it" | "stores it but does not send it back"
+    why: str  # the cookie doctor's first reason
+
+
+class RefusedCookies:
+    """Cookies the browser refused, per (page origin, proxy origin): at most ``limit``
+    pairs (the oldest forgotten first) and ``MAX_COOKIES_KEPT`` names each."""
+
+    def __init__(self, limit: int = MAX_REMEMBERED) -> None:
+        self.limit = limit
+        self._pairs: dict[Hashable, dict[str, RefusedCookie]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def remember(self, pair: tuple[str, str], name: str, refused: RefusedCookie | None) -> None:
+        """Note what became of cookie ``name`` (None: the browser keeps and sends it)."""
+        key = _bounded(pair)
+        names = self._pairs.get(key)
+        if refused is None:
+            if names is not None:
+                names.pop(name, None)
+            return
+        if names is None:
+            if len(self._pairs) >= self.limit:
+                del self._pairs[next(iter(self._pairs))]
+            names = self._pairs[key] = {}
+        names.pop(name, None)
+        if len(names) >= MAX_COOKIES_KEPT:
+            del names[next(iter(names))]
+        names[name[:MAX_KEY_CHARS]] = refused
+
+    def missing(self, pair: tuple[str, str], sent: str) -> list[tuple[str, RefusedCookie]]:
+        """The refused cookies of ``pair`` that the Cookie field ``sent`` lacks."""
+        names = self._pairs.get(_bounded(pair))
+        if not names:
+            return []
+        have = {part.partition("=")[0].strip() for part in sent.split(";")}
+        return [(name, refused) for name, refused in names.items() if name not in have]
+
+
 @dataclass
 class Explainer:
     """Explains exchanges; owns what has been said already (one per forwarder)."""
 
     conflicts_said: Once = field(default_factory=Once)  # upstream CORS values replaced
     cookies_said: Once = field(default_factory=Once)  # cookie problems
+    long_notes_said: Once = field(default_factory=Once)  # (path, status) of the CORS note
+    refused_cookies: RefusedCookies = field(default_factory=RefusedCookies)
+    # The upstream error diagnosed last and how many times in a row (a page that polls
+    # an endpoint with a syntax error gets it on every line): one string, not a table.
+    last_error: tuple[str, int] = ("", 0)
 
     @staticmethod
     def quiet(
@@ -171,13 +233,44 @@ class Explainer:
                 hints += found
             if seen.cookies and seen.allowed:
                 hints += self._cookies(seen)
+            if seen.status in (401, 403) and seen.allowed and seen.origin is not None:
+                hints += self._cookie_follow_up(seen)
         if seen.retried:
             notes.append("served after waiting for the upstream to come back")
         if seen.body is not None:
             diagnosis, note = _upstream_error(seen)
+            diagnosis = self._summarise(diagnosis)
             if note:
-                notes.append(note)
+                if self.long_notes_said.first((seen.path, seen.status)):
+                    notes.append(note)  # in full once per path and status
+                else:
+                    notes.append(f"without cors-proxy: a CORS error, not this {seen.status}")
         return Explanation(verdict, console, tuple(hints), fix, diagnosis, tuple(notes))
+
+    def _summarise(self, diagnosis: str) -> str:
+        """The diagnosis in full, or shortened when it repeats the one before it."""
+        if not diagnosis:
+            return ""
+        last, times = self.last_error
+        if diagnosis != last:
+            self.last_error = (diagnosis, 1)
+            return diagnosis
+        self.last_error = (last, times + 1)
+        return (
+            f"again: {_headline(diagnosis)} ({_ordinal(times + 1)} time in a row; the first"
+            " of these lines has the details)"
+        )
+
+    def _cookie_follow_up(self, seen: Seen) -> list[str]:
+        """A 401/403 to a request without a cookie the browser refused earlier."""
+        assert seen.origin is not None
+        pair = (seen.origin, seen.client_origin)
+        return [
+            f"this {seen.status} may be that cookie's doing: the request carries no cookie"
+            f" {name!r}, and the browser {refused.fate} when the answer to {refused.set_by}"
+            f" set it ({refused.why})"
+            for name, refused in self.refused_cookies.missing(pair, seen.sent_cookies)
+        ]
 
     def _conflict(self, seen: Seen) -> str:
         ours = {name.lower(): value for name, value in seen.response_headers}
@@ -199,15 +292,24 @@ class Explainer:
     def _cookies(self, seen: Seen) -> list[str]:
         assert seen.origin is not None
         rule = seen.rule
+        pair = (seen.origin, seen.client_origin)
         out = []
-        for problem in _cookie_problems(
-            seen.cookies,
-            page_origin=seen.origin,
-            proxy_origin=seen.client_origin,
-            credentials_allowed=bool(rule and rule.allow_credentials),
-            rule=rule.name if rule else None,
-        ):
-            if self.cookies_said.first(problem):  # once per distinct problem
+        for value in seen.cookies:
+            c = diagnose_set_cookie(
+                value,
+                page_origin=seen.origin,
+                proxy_origin=seen.client_origin,
+                credentials_allowed=bool(rule and rule.allow_credentials),
+                rule=rule.name if rule else None,
+            )
+            refused = None
+            if not c.sent_back:
+                fate = "did not store it" if not c.stored else "stores it but does not send it"
+                why = c.problems[0].removeprefix(f"cookie {c.name}: ") if c.problems else ""
+                refused = RefusedCookie(seen.path[:_SHOWN_PATH], fate, why[:_SHOWN_WHY])
+            self.refused_cookies.remember(pair, c.name, refused)
+            problem = _cookie_problem(c)
+            if problem and self.cookies_said.first(problem):  # once per distinct problem
                 out.append(problem)
         return out
 
@@ -275,31 +377,25 @@ def credentials_mode(headers: Container[str]) -> bool:
     return "Cookie" in headers or "Authorization" in headers
 
 
-def _cookie_problems(
-    set_cookies: Sequence[str],
-    *,
-    page_origin: str,
-    proxy_origin: str,
-    credentials_allowed: bool,
-    rule: str | None,
-) -> list[str]:
-    """One message per Set-Cookie the browser will drop or not send back, with the fix."""
-    out = []
-    for value in set_cookies:
-        c = diagnose_set_cookie(
-            value,
-            page_origin=page_origin,
-            proxy_origin=proxy_origin,
-            credentials_allowed=credentials_allowed,
-            rule=rule,
-        )
-        if not c.problems:
-            continue
-        fate = "not stored" if not c.stored else "stored but not sent back"
-        prefix = f"cookie {c.name}: "
-        detail = "; ".join(
-            (p.removeprefix(prefix) + (f" (fix: {f})" if f else ""))
-            for p, f in zip(c.problems, c.fixes, strict=False)
-        )
-        out.append(f"cookie {c.name!r} {fate}: {detail}")
-    return out
+def _cookie_problem(c: CookieVerdict) -> str:
+    """One message for a Set-Cookie the browser will drop or not send back, with the
+    fixes; "" when the browser keeps and sends it."""
+    if not c.problems:
+        return ""
+    fate = "not stored" if not c.stored else "stored but not sent back"
+    prefix = f"cookie {c.name}: "
+    detail = "; ".join(
+        (p.removeprefix(prefix) + (f" (fix: {f})" if f else ""))
+        for p, f in zip(c.problems, c.fixes, strict=False)
+    )
+    return f"cookie {c.name!r} {fate}: {detail}"
+
+
+def _headline(diagnosis: str) -> str:
+    """``NameError`` of ``NameError: name 'x' is not defined (app.py:3 in f)``."""
+    return diagnosis.split(":", 1)[0].split(" (", 1)[0][:80]
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

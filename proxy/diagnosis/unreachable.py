@@ -5,7 +5,8 @@ host only after a connect has failed, and hands the facts here. Three classic tr
 
 - ``localhost`` resolving to ``::1`` while ``flask run`` listens on ``127.0.0.1`` only
   (or the reverse): the port looks closed, yet the server is up;
-- ``127.0.0.1`` inside a container is the container, not the host running Flask;
+- ``127.0.0.1`` inside a container is the container, not the host running Flask, and
+  ``host.docker.internal`` reaches the host but not a dev server bound to its loopback;
 - port 5000 on macOS is taken by the AirPlay Receiver (``Server: AirTunes/...``), which
   answers 403 to everything, so the page sees a mysterious 403 instead of the app.
 """
@@ -26,6 +27,8 @@ __all__ = [
 _LOOPBACK_V4: Final = "127.0.0.1"
 _LOOPBACK_V6: Final = "::1"
 _DOCKER_HOST: Final = "host.docker.internal"
+# The names by which a container reaches the machine it runs on (docker, podman).
+_HOST_FROM_CONTAINER: Final = frozenset({_DOCKER_HOST, "host.containers.internal"})
 
 
 def _shown(host: str) -> str:
@@ -73,6 +76,13 @@ def refused_hint(
             f"{said}nothing listens on {where} port {port}, but {_shown(addr)}:{port} "
             f"answers: the dev server listens on {_family(addr)} only. Set upstream to "
             f"http://{_shown(addr)}:{port}, or start the server on {missing}{flag}"
+        )
+    if host.lower() in _HOST_FROM_CONTAINER:
+        return (
+            f"nothing listens on {host}:{port}, the machine this container runs on: the usual"
+            " cause is a dev server that listens on 127.0.0.1 only, which a container cannot"
+            " reach; run it with --host 0.0.0.0 (flask run --host 0.0.0.0, vite --host"
+            " 0.0.0.0), and check that it runs, on this port"
         )
     loopback = host.lower() == "localhost" or host.startswith("127.") or host == _LOOPBACK_V6
     if loopback and in_container:

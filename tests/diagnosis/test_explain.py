@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.diagnosis.explain import MAX_KEY_CHARS, NOTHING, Explainer, Once, Seen
+from proxy.diagnosis.explain import (
+    MAX_COOKIES_KEPT,
+    MAX_KEY_CHARS,
+    NOTHING,
+    Explainer,
+    Explanation,
+    Once,
+    RefusedCookie,
+    RefusedCookies,
+    Seen,
+)
 from proxy.log.record import Record
 from proxy.policy.cors import CorsRule
 
@@ -132,3 +142,82 @@ def test_hostile_values_cannot_grow_the_memory() -> None:
         explainer.explain(seen(upstream_cors=[("Access-Control-Allow-Origin", f"v{n}")]))
     assert len(explainer.cookies_said) <= explainer.cookies_said.limit
     assert len(explainer.conflicts_said) <= explainer.conflicts_said.limit
+
+
+def error(
+    explainer: Explainer, path: str = "/api/x", status: int = 500, body: bytes = b"x"
+) -> Explanation:
+    return explainer.explain(seen(url=PROXY + path, status=status, body=body))
+
+
+def test_the_long_note_in_full_once_per_path_and_status() -> None:
+    explainer = Explainer()
+    full = "without cors-proxy the browser would have reported a CORS error"
+    short = "without cors-proxy: a CORS error, not this 500"
+    assert error(explainer).notes[0].startswith(full)
+    assert error(explainer, "/api/x?poll=2").notes == (short,)  # the query does not count
+    assert error(explainer, "/api/y").notes[0].startswith(full)
+    assert error(explainer, "/api/x", 502).notes[0].startswith(full)
+    assert error(explainer).notes == (short,)
+
+
+def test_a_repeated_diagnosis_is_summarised_until_another_one() -> None:
+    explainer = Explainer()
+    page = b"<title>ZeroDivisionError: division by zero // Werkzeug Debugger</title>"
+    other = b"<title>KeyError: 'x' // Werkzeug Debugger</title>"
+    first = error(explainer, body=page).diagnosis
+    assert first.startswith("ZeroDivisionError: division by zero")
+    assert error(explainer, "/api/y", body=page).diagnosis == (
+        "again: ZeroDivisionError (2nd time in a row; the first of these lines has the details)"
+    )
+    assert "3rd time in a row" in error(explainer, body=page).diagnosis
+    assert error(explainer, body=other).diagnosis.startswith("KeyError: 'x'")
+    assert error(explainer, body=page).diagnosis == first
+
+
+def test_ordinals() -> None:
+    from proxy.diagnosis.explain import _ordinal
+
+    assert [_ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th",
+    ]  # fmt: skip
+
+
+def test_a_refused_cookie_is_named_when_a_later_401_lacks_it() -> None:
+    explainer = Explainer()
+    page = "http://127.0.0.1:3000"  # another site than the proxy's localhost
+    rule = CorsRule("any", origins=(page,), allow_credentials=True)
+    login = explainer.explain(
+        seen(url=PROXY + "/login?next=/", origin=page, rule=rule, cookies=["sid=1; Path=/"])
+    )
+    assert any("cookie 'sid' not stored" in h for h in login.hints)
+    denied = explainer.explain(seen(origin=page, rule=rule, status=401, body=b""))
+    (hint,) = [h for h in denied.hints if "that cookie's doing" in h]
+    assert hint.startswith(
+        "this 401 may be that cookie's doing: the request carries no cookie 'sid', and the"
+        " browser did not store it when the answer to /login set it (the page"
+    )
+    sent = explainer.explain(seen(origin=page, rule=rule, status=403, sent_cookies="sid=1"))
+    assert not [h for h in sent.hints if "that cookie's doing" in h]
+    elsewhere = explainer.explain(seen(origin="http://localhost:3000", status=401, body=b""))
+    assert not [h for h in elsewhere.hints if "that cookie's doing" in h]  # another page
+
+
+def test_a_cookie_set_again_and_kept_is_forgotten() -> None:
+    explainer = Explainer()
+    bad = CorsRule("bad", origins=(ORIGIN,), allow_credentials=False)
+    explainer.explain(seen(rule=bad, cookies=["sid=1"]))
+    assert explainer.explain(seen(status=401)).hints  # not allowed with credentials
+    explainer.explain(seen(cookies=["sid=2; Path=/"]))  # same site, credentials: kept
+    assert not explainer.explain(seen(status=401)).hints
+
+
+def test_refused_cookies_are_bounded() -> None:
+    cookies = RefusedCookies(limit=3)
+    gone = RefusedCookie("/login", "did not store it", "why")
+    for n in range(10):
+        for name in range(MAX_COOKIES_KEPT + 5):
+            cookies.remember((f"http://p{n}.test", PROXY), f"c{name}", gone)
+    assert len(cookies) == 3
+    assert len(cookies.missing(("http://p9.test", PROXY), "")) == MAX_COOKIES_KEPT
+    assert cookies.missing(("http://p0.test", PROXY), "") == []  # the oldest pair forgotten

@@ -43,6 +43,17 @@ def test_refused_without_an_alternative() -> None:
     assert "container itself" not in remote
 
 
+def test_refused_on_the_host_of_a_container_names_the_loopback_trap() -> None:
+    """Issue 17: the dev server on the host listens on 127.0.0.1 only; from a container
+    host.docker.internal (or podman's host.containers.internal) then refuses."""
+    for name in ("host.docker.internal", "host.containers.internal", "HOST.DOCKER.INTERNAL"):
+        for inside in (True, False):
+            hint = refused_hint(name, 5000, tried=["172.17.0.1"], answering=[], in_container=inside)
+            assert f"nothing listens on {name}:5000" in hint
+            assert "listens on 127.0.0.1 only" in hint
+            assert "--host 0.0.0.0" in hint
+
+
 def test_dns_timeout_and_impostor_wording() -> None:
     assert "extra_hosts" in dns_hint("host.docker.internal", in_container=True)
     assert "service name" in dns_hint("web", in_container=True)

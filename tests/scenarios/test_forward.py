@@ -314,6 +314,54 @@ class TestErrors:
         assert "Access-Control-Allow-Headers: 'X-Own' removed" in line, line
         assert "would have reported a CORS error" in line, line
 
+    async def test_a_500_on_every_poll_is_summarised(
+        self, make_proxy: MakeProxy, debug_upstream: Upstream, session
+    ) -> None:
+        """Issue 17: the same error on every poll is diagnosed in full once, then
+        summarised; the long "without cors-proxy" note is said in full once per path and
+        status."""
+        p = await make_proxy(debug_upstream.url)
+        for query in ("", "?n=1", "?n=2", "?n=3"):
+            async with session.get(p.url + "/api/boom" + query, headers={"Origin": ORIGIN}) as r:
+                assert r.status == 500
+        lines = [ln for ln in (await p.logs()).splitlines() if "/api/boom" in ln]
+        assert len(lines) == 4, lines
+        first, *again = lines
+        assert "NameError: name 'undefined_name' is not defined (upstream_app.py:" in first
+        assert "would have reported a CORS error" in first
+        for nth, line in zip(("2nd", "3rd", "4th"), again, strict=True):
+            assert "is not defined" not in line, line
+            assert f"again: NameError ({nth} time in a row" in line, line
+            assert "would have reported" not in line, line
+            assert "without cors-proxy: a CORS error, not this 500" in line, line
+            assert len(line) < len(first)
+
+    async def test_a_refused_cookie_is_named_on_a_later_401(
+        self, make_proxy: MakeProxy, upstream: Upstream
+    ) -> None:
+        """Issue 17: a cookie the browser refused to store, then a 401 to a request
+        without it: the 401's line says so."""
+        p = await make_proxy(upstream.url)
+        jarless = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        async with jarless as s:
+            # the page (localhost) and the proxy (127.0.0.1) are different sites
+            async with s.get(p.url + "/api/hello", headers={"Origin": ORIGIN}) as r:
+                assert r.headers.getall("Set-Cookie")
+            async with s.get(p.url + "/api/status/401", headers={"Origin": ORIGIN}) as r:
+                assert r.status == 401
+            with_cookies = {"Origin": ORIGIN, "Cookie": "a=1; b=2"}
+            async with s.get(p.url + "/api/status/403", headers=with_cookies) as r:
+                assert r.status == 403
+        log = await p.logs()
+        line = next(ln for ln in log.splitlines() if "/api/status/401" in ln)
+        assert (
+            "this 401 may be that cookie's doing: the request carries no cookie 'a', and the"
+            " browser did not store it when the answer to /api/hello set it" in line
+        ), line
+        assert "no cookie 'b'" in line
+        other = next(ln for ln in log.splitlines() if "/api/status/403" in ln)
+        assert "may be that cookie's doing" not in other, other
+
     async def test_generic_500_points_at_the_flask_console(
         self, make_proxy: MakeProxy, upstream: Upstream, session
     ) -> None:
