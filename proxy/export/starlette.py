@@ -61,6 +61,18 @@ def render(cfg: Config, source: str) -> Export:
         entries.append(f"            allow_private_network={r.rule.allow_private_network!r},")
         entries.append("        ),")
         entries.append("    ),")
+    if rules:
+        deviations.append(
+            Deviation(
+                "all rules",
+                "refused-preflight-400",
+                "a preflight from an accepted origin whose method or headers the rule"
+                " refuses gets 204 with the rule's own lists: the browser names the method"
+                " or header it refused",
+                "CORSMiddleware answers it with 400 'Disallowed CORS method' (or headers):"
+                " the browser blocks it too, reporting the status instead",
+            )
+        )
     override = cfg.upstream_cors == "override"
     lines = header_comment(cfg, source, "starlette")
     lines += [
@@ -105,6 +117,10 @@ def render(cfg: Config, source: str) -> Export:
         "            await send(message)",
         "",
         "        await self.app(scope, receive, strip)",
+        "",
+        "",
+        "# refused-preflight-400: a preflight refused for its method or headers gets 400",
+        "# from CORSMiddleware (the browser blocks it either way).",
         "",
         "",
         "class KeepAppCors:",

@@ -98,6 +98,7 @@ EXPECTED_HARD = {
         "star-origin-reflected",
         "max-age-always",
         "expose-all-with-credentials",
+        "refused-preflight-400",
     ],
 }
 

@@ -96,15 +96,17 @@ def verdict(base: str, case: Case, seen: Seen) -> Verdict:
     return Verdict(v.allowed, v.code, exposed, vary_origin)
 
 
-def differences(case: Case, proxy: Verdict, target: Verdict, origin_ok: bool) -> list[str]:
+def differences(
+    case: Case, proxy: Verdict, target: Verdict, origin_ok: bool, refused_400: bool = False
+) -> list[str]:
     """Where the target's verdict differs from the proxy's ([] when the same).
 
-    ``origin_ok``: a rule accepts the case's origin on its path. A preflight refused for
-    its method or headers alone blocks everywhere, each with its own console message
-    (the proxy's answer changes with issue 17: 403 today, 204 with the rule's lists
-    later; Starlette answers 400): there only the verdict itself is compared."""
+    ``origin_ok``: a rule accepts the case's origin on its path. ``refused_400``: the
+    target declared that it answers a preflight refused for its method or headers alone
+    with 400 (Starlette): it blocks too, with another console message, so for those only
+    the verdict itself is compared."""
     out = []
-    refused_alone = case.preflight and origin_ok and not proxy.allowed
+    refused_alone = refused_400 and case.preflight and origin_ok and not proxy.allowed
     if proxy.allowed != target.allowed:
         out.append(f"allowed {proxy.allowed} -> {target.allowed}")
     elif not refused_alone and proxy.code != target.code:
