@@ -1,4 +1,4 @@
-"""The fast lane (proxy/fastlane.py) on real sockets: what it serves itself, what it hands
+"""The fast lane (proxy/http/fastlane.py) on real sockets: what it serves itself, what it hands
 to aiohttp's server mid-connection, and the connection's life around both."""
 
 from __future__ import annotations
