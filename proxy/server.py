@@ -98,6 +98,7 @@ class ProxyServer:
         self.idle: set[RequestHandler] = set()  # kept-alive between requests (limits only)
         self.port = 0
         self.listening: tuple[str, int] | None = None  # the address bound, as configured
+        self.own_origins: frozenset[str] = frozenset()  # pages the proxy serves (start())
         self._watch_task: asyncio.Task[None] | None = None
         # upstream clients a reload replaced, each with the task that closes it later
         self._retiring: dict[asyncio.Future[None], UpstreamClient] = {}
@@ -175,16 +176,19 @@ class ProxyServer:
         gen = self.generation
         started = time.monotonic()
         origin = request.headers.get("Origin")
-        own = f"{request.scheme}://{request.host}"
-        allowed = origin is None or origin == own
+        allowed = origin is None or origin in self.own_origins
         allowed = allowed or gen.policy.origin_allowed(request.raw_path, origin or "")
         rule = gen.policy.rule_for(request.raw_path, origin)
         rec = Record(
             request.method, request.raw_path, 0, origin, "ws", rule.name if rule else None, 0.0
         )
         if self.ws_session is None:
+            # No count limit of its own (aiohttp's default of 100 made the 101st upgrade
+            # wait while 100 idle sockets were open): limits.max_connections bounds them.
             self.ws_session = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+                connector=aiohttp.TCPConnector(limit=0),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
             )
         try:
             return await bridge(
@@ -317,6 +321,7 @@ class ProxyServer:
         await site.start()
         self.port = self.runner.addresses[0][1]  # the real port when 0 was asked for
         self.listening = (cfg.listen_host, cfg.listen_port)  # as asked (port 0: any)
+        self.own_origins = cfg.own_origins(self.port)
         if self.config_path:
             self._watch_task = asyncio.ensure_future(self.watch())
 

@@ -126,6 +126,25 @@ class Config:
         host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
         return f"http://{host}:{self.listen_port}"
 
+    def own_origins(self, port: int) -> frozenset[str]:
+        """The origins of pages the proxy itself serves, bound to ``port``: its listen
+        address, and ``localhost``, ``127.0.0.1`` and ``[::1]`` when it listens on a
+        loopback address or on all interfaces. A WebSocket from one of them needs no
+        rule. Never the request's ``Host``: a DNS-rebinding page names its own host there
+        and in its ``Origin`` alike."""
+        host = self.listen_host.strip("[]").lower()
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            address = None
+        everywhere = host == "" or (address is not None and address.is_unspecified)
+        loopback = host == "localhost" or (address is not None and address.is_loopback)
+        hosts = set(_LOOPBACK_NAMES) if everywhere or loopback else set()
+        if not everywhere:
+            hosts.add(f"[{address.compressed}]" if address and address.version == 6 else host)
+        suffix = "" if port == DEFAULT_PORTS["http"] else f":{port}"
+        return frozenset(f"http://{h}{suffix}" for h in hosts)
+
 
 @dataclass(frozen=True)
 class Overrides:

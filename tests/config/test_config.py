@@ -238,3 +238,30 @@ def test_upstream_aliases_name_loopback_three_ways() -> None:
         "http://[::1]:5000",
     }
     assert UpstreamTarget.parse("https://API.test").aliases == {"https://api.test"}
+
+
+LOOPBACK_ORIGINS = {"http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"}
+
+
+@pytest.mark.parametrize(
+    ("listen_host", "own"),
+    [
+        ("127.0.0.1", LOOPBACK_ORIGINS),
+        ("localhost", LOOPBACK_ORIGINS),
+        ("::1", LOOPBACK_ORIGINS),
+        ("127.0.0.2", {*LOOPBACK_ORIGINS, "http://127.0.0.2:8080"}),
+        ("0.0.0.0", LOOPBACK_ORIGINS),
+        ("::", LOOPBACK_ORIGINS),
+        ("192.168.1.5", {"http://192.168.1.5:8080"}),
+        ("fe80::1", {"http://[fe80::1]:8080"}),
+        ("devbox.local", {"http://devbox.local:8080"}),
+    ],
+)
+def test_own_origins_are_the_listen_address_and_loopback_names(
+    listen_host: str, own: set[str]
+) -> None:
+    assert Config(listen_host=listen_host).own_origins(8080) == own
+
+
+def test_own_origins_drop_port_80_as_browsers_do() -> None:
+    assert "http://localhost" in Config().own_origins(80)

@@ -1,0 +1,77 @@
+"""WebSockets against hostile pages and many sockets (issue 21 item 8): no hidden cap on
+bridged sockets, and the same-origin shortcut only for the proxy's own addresses (a
+DNS-rebinding page names its own host in ``Host`` and ``Origin`` alike)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from tests.support.proxy import MakeProxy
+
+
+@pytest.fixture
+async def echo(aiohttp_server: AiohttpServer) -> str:
+    """A WebSocket upstream that echoes text."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/ws", handler)
+    server = await aiohttp_server(app)
+    return f"http://127.0.0.1:{server.port}"
+
+
+async def test_no_hidden_cap_on_open_sockets(make_proxy: MakeProxy, echo: str) -> None:
+    """aiohttp's client session allows 100 connections by default: the 101st upgrade
+    waited while 100 idle sockets stayed open."""
+    p = await make_proxy(echo)
+    async with contextlib.AsyncExitStack() as stack:
+        unlimited = aiohttp.TCPConnector(limit=0)  # the test's own client has the same cap
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=unlimited))
+        for n in range(110):
+            ws = await asyncio.wait_for(
+                stack.enter_async_context(session.ws_connect(p.url + "/api/ws")), 5
+            )
+            await ws.send_str(f"socket {n}")
+            assert (await ws.receive(timeout=5)).data == f"socket {n}"
+
+
+@pytest.mark.parametrize("name", ["evil.example", "rebind.test:80"])
+async def test_a_rebinding_page_is_not_the_proxy_itself(
+    make_proxy: MakeProxy, echo: str, name: str
+) -> None:
+    """A page on ``http://evil.example:<port>`` whose name now resolves to the proxy sends
+    ``Host`` and ``Origin`` with that name: once "the proxy's own origin", it is refused."""
+    p = await make_proxy(echo)
+    host = f"{name.split(':')[0]}:{p.port}"
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await s.ws_connect(p.url + "/api/ws", origin=f"http://{host}", headers={"Host": host})
+        assert info.value.status == 403
+
+
+@pytest.mark.parametrize("own", ["localhost", "127.0.0.1", "[::1]"])
+async def test_pages_on_the_proxys_own_address_need_no_rule(
+    make_proxy: MakeProxy, echo: str, own: str
+) -> None:
+    p = await make_proxy(echo)  # listens on 127.0.0.1; the rule lists another origin
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(p.url + "/api/ws", origin=f"http://{own}:{p.port}")
+        await ws.send_str("mine")
+        assert (await ws.receive(timeout=5)).data == "mine"
+        await ws.close()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:  # another port: not ours
+            await s.ws_connect(p.url + "/api/ws", origin=f"http://{own}:{p.port + 1}")
+        assert info.value.status == 403
