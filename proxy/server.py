@@ -41,6 +41,7 @@ from proxy.http.endpoints import OWN_PREFIX, own_endpoint
 from proxy.http.fastlane import FastRequest, FastResponse, FastServer, parse_head
 from proxy.http.probe import accepts
 from proxy.http.rawclient import RawUpstream
+from proxy.http.tls import client_context
 from proxy.http.upstream import UpstreamClient
 from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
 from proxy.log.record import Record
@@ -199,6 +200,9 @@ class ProxyServer:
                 if gen.config.host_header == "upstream"
                 else None,
                 origin_allowed=allowed,
+                tls=client_context(gen.config.upstream_tls)
+                if gen.target.scheme == "https"
+                else None,
                 open_sockets=self.open_sockets,
                 rec=rec,
             )
@@ -240,10 +244,11 @@ class ProxyServer:
         for warning in cfg.warnings:
             self.log.message(f"config warning: {warning}")
         client = old.client
-        if (cfg.upstream, cfg.connect_timeout, cfg.read_timeout) != (
+        if (cfg.upstream, cfg.connect_timeout, cfg.read_timeout, cfg.upstream_tls) != (
             old.config.upstream,
             old.config.connect_timeout,
             old.config.read_timeout,
+            old.config.upstream_tls,
         ):
             client = self._make_client(cfg)
             # In-flight exchanges keep the old pool (their generation's) until they finish.
@@ -366,7 +371,10 @@ def _address(host: str, port: int) -> str:
 
 def _default_client(cfg: Config) -> UpstreamClient:
     return RawUpstream(
-        cfg.target, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout
+        cfg.target,
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        tls=client_context(cfg.upstream_tls) if cfg.target.scheme == "https" else None,
     )
 
 

@@ -7,7 +7,9 @@ check`` and startup can print one line per problem and exit 2.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final, TypeVar, cast, get_args
@@ -23,6 +25,7 @@ from proxy.config.model import (
     Overrides,
     UpstreamCors,
     UpstreamTarget,
+    UpstreamTls,
     zero_config_rule,
 )
 from proxy.errors import ConfigError
@@ -39,12 +42,14 @@ TOP_KEYS: Final = (
     "upstream_cors",
     "timeouts",
     "upstream_wait",
+    "upstream_tls",
     "log_format",
     "explain",
     "limits",
     "rules",
 )
 TIMEOUT_KEYS: Final = ("connect", "read")
+TLS_KEYS: Final = ("verify", "ca_file")
 LIMIT_KEYS: Final = ("max_body_bytes", "max_connections")
 RULE_KEYS: Final = (
     "name",
@@ -158,6 +163,7 @@ class _Validator:
             read = self.seconds("timeouts.read", timeouts.get("read", read), True, zero=False)
         explain = self.flag("explain", data.get("explain", cfg.explain))
         wait = self.seconds("upstream_wait", data.get("upstream_wait", cfg.upstream_wait), False)
+        tls = self.upstream_tls(data.get("upstream_tls"), upstream)
         max_body, max_conns = cfg.max_body_bytes, cfg.max_connections
         limits = data.get("limits", {})
         if limits is None:
@@ -183,6 +189,7 @@ class _Validator:
             connect_timeout=connect,
             read_timeout=read,
             upstream_wait=wait if wait is not None else cfg.upstream_wait,
+            upstream_tls=tls,
             log_format=log_format,
             explain=explain,
             max_body_bytes=max_body,
@@ -255,6 +262,58 @@ class _Validator:
         except ValueError as exc:
             self.error("upstream", f"{value!r} {exc}")
             return ""
+
+    def upstream_tls(self, value: Any, upstream: str) -> UpstreamTls:
+        if value is None:
+            return UpstreamTls()
+        if not isinstance(value, dict):
+            self.error(
+                "upstream_tls", f"expected a mapping with verify/ca_file, got {_kind(value)}"
+            )
+            return UpstreamTls()
+        self.unknown_keys("upstream_tls.", value, TLS_KEYS)
+        verify = self.flag("upstream_tls.verify", value.get("verify", True))
+        ca_file = self.ca_file(value.get("ca_file"))
+        tls = UpstreamTls(verify=verify, ca_file=ca_file)
+        if not upstream.lower().startswith("https://") and tls != UpstreamTls():
+            self.warnings.append(
+                f"upstream_tls: has no effect: upstream {upstream} is not an https:// URL"
+            )
+        elif not verify:
+            self.warnings.append(
+                "upstream_tls.verify: false: the upstream's certificate is not checked, so "
+                "anyone between the proxy and it can read and change the traffic; "
+                "upstream_tls.ca_file trusts a self-signed certificate or a private CA instead"
+                + (" (ca_file is not used while verify is false)" if ca_file else "")
+            )
+        return tls
+
+    def ca_file(self, value: Any) -> str | None:
+        """``upstream_tls.ca_file``: a readable PEM file of certificates, its path made
+        absolute against the config file's folder (a relative path is written next to it)."""
+        key = "upstream_tls.ca_file"
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.error(key, f"expected the path of a PEM file, got {value!r}")
+            return None
+        base = os.path.dirname(os.path.abspath(self.source)) if self.source else os.getcwd()
+        path = os.path.join(base, os.path.expanduser(value.strip()))
+        try:
+            ssl.create_default_context(cafile=path)
+        except FileNotFoundError:
+            self.error(key, f"{value!r}: no such file ({path})")
+        except ssl.SSLError as exc:
+            self.error(
+                key,
+                f"{value!r} holds no PEM certificate ({exc.reason or exc}): it must be the "
+                "CA's certificate (-----BEGIN CERTIFICATE-----), e.g. mkcert's rootCA.pem",
+            )
+        except OSError as exc:
+            self.error(key, f"{value!r}: cannot read it ({exc.strerror or exc})")
+        else:
+            return os.path.normpath(path)
+        return None
 
     def str_list(self, key: str, value: Any) -> list[str]:
         if isinstance(value, str):

@@ -93,6 +93,22 @@ class UpstreamTarget:
 
 
 @dataclass(frozen=True)
+class UpstreamTls:
+    """``upstream_tls:``: how an ``https://`` upstream's certificate is checked."""
+
+    verify: bool = True  # False: not checked at all (a warning at startup)
+    # A PEM file of CAs trusted besides the system's (mkcert's root, a company CA), as an
+    # absolute path: the loader resolves it against the config file's folder.
+    ca_file: str | None = None
+
+    def describe(self) -> str:
+        if not self.verify:
+            return "upstream_tls: verify false (the certificate is not checked)"
+        trusted = f"the system's CAs and {self.ca_file}" if self.ca_file else "the system's CAs"
+        return f"upstream_tls: verify true, trusting {trusted}"
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration. ``warnings`` are printed at startup and by ``check``."""
 
@@ -104,6 +120,7 @@ class Config:
     connect_timeout: float = 5.0
     read_timeout: float | None = 60.0
     upstream_wait: float = 5.0  # seconds to keep retrying a refused connect (reloader)
+    upstream_tls: UpstreamTls = UpstreamTls()
     log_format: LogFormat = "text"
     explain: bool = False  # print curl commands reproducing each blocked exchange
     max_body_bytes: int | None = None  # larger request bodies get 413; None: no limit
@@ -205,6 +222,8 @@ def describe(cfg: Config) -> list[str]:
         + ", max_connections "
         + ("none" if cfg.max_connections is None else str(cfg.max_connections)),
     ]
+    if cfg.target.scheme == "https" or cfg.upstream_tls != UpstreamTls():
+        lines.insert(2, cfg.upstream_tls.describe())
     for i, r in enumerate(cfg.rules):
         lines.append(f"rules[{i}] {r.name!r}: paths {', '.join(r.paths) or '(every path)'}")
         show: Callable[[tuple[str, ...]], str] = lambda t: ", ".join(t) or "-"  # noqa: E731

@@ -9,6 +9,10 @@ host only after a connect has failed, and hands the facts here. Three classic tr
   ``host.docker.internal`` reaches the host but not a dev server bound to its loopback;
 - port 5000 on macOS is taken by the AirPlay Receiver (``Server: AirTunes/...``), which
   answers 403 to everything, so the page sees a mysterious 403 instead of the app.
+
+An ``https://`` upstream that fails its TLS handshake is not unreachable: ``tls_failure``
+names the cause (a self-signed certificate, an unknown CA, another host's name) and the
+``upstream_tls`` option that fixes it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
     "loopback_alternatives",
     "refused_hint",
     "timeout_hint",
+    "tls_failure",
 ]
 
 _LOOPBACK_V4: Final = "127.0.0.1"
@@ -126,4 +131,54 @@ def impostor(server: str | None, port: int) -> str | None:
         "your app: run the dev server on another port (flask run --port 5001) and point "
         "upstream at it, or turn off AirPlay Receiver in System Settings > General > "
         "AirDrop & Handoff"
+    )
+
+
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h) that the words below tell apart.
+_SELF_SIGNED: Final = frozenset({18})  # DEPTH_ZERO_SELF_SIGNED_CERT
+# UNABLE_TO_GET_ISSUER_CERT, SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+# UNABLE_TO_VERIFY_LEAF_SIGNATURE: a CA this machine does not trust signed it
+_UNKNOWN_CA: Final = frozenset({2, 19, 20, 21})
+_WRONG_NAME: Final = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_DATES: Final = frozenset({9, 10})  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+_SKIP: Final = "or skip the check with upstream_tls.verify: false (a dev server you trust)"
+
+
+def tls_failure(host: str, port: int, *, verify_code: int | None, message: str) -> tuple[str, str]:
+    """The short reason and the detail for a TLS handshake with ``host:port`` that failed:
+    ``verify_code`` is OpenSSL's certificate verification error (None: the handshake
+    failed otherwise), ``message`` what OpenSSL said."""
+    where = f"{_shown(host)}:{port}"
+    if verify_code is None:
+        return "TLS handshake failed", (
+            f"{where}: the TLS handshake failed ({message}); if the dev server there "
+            "speaks plain HTTP, use http:// in upstream"
+        )
+    reason = "TLS certificate rejected"
+    if verify_code in _SELF_SIGNED:
+        return reason, (
+            f"{where} sent a self-signed certificate ({message}; flask run --cert adhoc "
+            "makes one): trust it with upstream_tls.ca_file set to its PEM file, " + _SKIP
+        )
+    if verify_code in _UNKNOWN_CA:
+        return reason, (
+            f"the certificate of {where} is signed by a CA this machine does not trust "
+            f"({message}): set upstream_tls.ca_file to that CA's PEM file (mkcert's is "
+            "rootCA.pem in the folder `mkcert -CAROOT` prints; a company CA: its root "
+            "certificate), " + _SKIP
+        )
+    if verify_code in _WRONG_NAME:
+        return reason, (
+            f"the certificate of {where} is not valid for the name {host!r} ({message}): "
+            "use a name it lists in upstream (mkcert localhost 127.0.0.1 ::1 makes one for "
+            "all three), " + _SKIP
+        )
+    if verify_code in _DATES:
+        return reason, (
+            f"the certificate of {where} is outside its validity dates ({message}): renew "
+            "it, or check this machine's clock, " + _SKIP
+        )
+    return reason, (
+        f"the certificate of {where} failed verification ({message}, OpenSSL error "
+        f"{verify_code}): upstream_tls.ca_file trusts another CA, " + _SKIP
     )

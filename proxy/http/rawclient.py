@@ -45,6 +45,7 @@ import httptools
 from proxy.config.model import UpstreamTarget
 from proxy.errors import UpstreamBodyError, UpstreamTimeout, UpstreamUnavailable
 from proxy.http.flow import FlowControl
+from proxy.http.tls import tls_unavailable
 
 # Connects the protocol the factory makes to the upstream (``RawUpstream(opener=...)``).
 Opener = Callable[[Callable[[], asyncio.Protocol]], Awaitable[object]]
@@ -413,7 +414,8 @@ class RawUpstream:
 
     ``RawUpstream(target, connect_timeout=5.0, read_timeout=60.0)`` (the config's
     ``UpstreamTarget``, or a URL parsed into one); ``buffer_limit`` is the back-pressure
-    threshold in bytes. ``opener`` connects a protocol made by the factory it is given to
+    threshold in bytes; ``tls``: the context for an https upstream (``http.tls``), else
+    the system's defaults. ``opener`` connects a protocol made by the factory it is given to
     the upstream (the default: a TCP or TLS connection; tests and bench/micro.py give a
     fake transport instead)."""
 
@@ -426,14 +428,15 @@ class RawUpstream:
         buffer_limit: int = BUFFER_LIMIT,
         max_idle: int = MAX_IDLE,
         opener: Opener | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if isinstance(target, str):
             target = UpstreamTarget.parse(target)
         self.host = target.host
         self.port = target.port
-        self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if target.scheme == "https" else None
-        )
+        self.ssl: ssl.SSLContext | None = None  # an https upstream's (``tls``, or the default)
+        if target.scheme == "https":
+            self.ssl = tls or ssl.create_default_context()
         self.prefix = target.prefix
         self.authority = target.authority
         self.connect_timeout = connect_timeout
@@ -511,6 +514,8 @@ class RawUpstream:
             raise UpstreamUnavailable("connection refused", self._where(exc)) from None
         except socket.gaierror as exc:
             raise UpstreamUnavailable("DNS lookup failed", self._where(exc)) from None
+        except ssl.SSLError as exc:  # an OSError, but waiting will not change it
+            raise tls_unavailable(exc, self.host, self.port) from None
         except OSError as exc:
             raise UpstreamUnavailable("connection failed", self._where(exc)) from None
         return conn

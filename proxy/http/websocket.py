@@ -8,6 +8,7 @@ is present, not the proxy's own, and not allowed gets 403 (CONTRACT "WebSockets"
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 
 import aiohttp
@@ -41,6 +42,7 @@ async def bridge(
     upstream: UpstreamTarget,
     upstream_authority: str | None,
     origin_allowed: bool,
+    tls: ssl.SSLContext | None,
     open_sockets: weakref.WeakSet[AnyWebSocket],
     rec: Record,
 ) -> web.StreamResponse:
@@ -71,6 +73,7 @@ async def bridge(
             autoping=False,
             autoclose=False,
             max_msg_size=0,
+            ssl=tls or True,  # an https upstream's upstream_tls; else aiohttp's default
         )
     except aiohttp.WSServerHandshakeError as exc:
         rec.status = exc.status

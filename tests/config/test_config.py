@@ -265,3 +265,33 @@ def test_own_origins_are_the_listen_address_and_loopback_names(
 
 def test_own_origins_drop_port_80_as_browsers_do() -> None:
     assert "http://localhost" in Config().own_origins(80)
+
+
+def test_upstream_tls_problems_name_the_key(tmp_path: Path) -> None:
+    (tmp_path / "not-a-cert.pem").write_text("hello\n")
+    base = {"upstream": "https://api.example.test"}
+    assert problems(tmp_path, {**base, "upstream_tls": {"verify": "no", "cafile": "x"}}) == [
+        "upstream_tls.cafile: unknown key (did you mean 'ca_file'?)",
+        "upstream_tls.verify: expected true or false, got 'no'",
+    ]
+    missing = problems(tmp_path, {**base, "upstream_tls": {"ca_file": "nope.pem"}})
+    assert missing == [f"upstream_tls.ca_file: 'nope.pem': no such file ({tmp_path}/nope.pem)"]
+    garbage = problems(tmp_path, {**base, "upstream_tls": {"ca_file": "not-a-cert.pem"}})
+    assert garbage[0].startswith("upstream_tls.ca_file: 'not-a-cert.pem' holds no PEM certificate")
+    assert problems(tmp_path, {**base, "upstream_tls": True}) == [
+        "upstream_tls: expected a mapping with verify/ca_file, got bool True"
+    ]
+
+
+def test_upstream_tls_warnings(tmp_path: Path) -> None:
+    lax = load(write(tmp_path, {"upstream": "https://a.test", "upstream_tls": {"verify": False}}))
+    assert lax.upstream_tls.verify is False
+    assert any(w.startswith("upstream_tls.verify: false: the upstream's") for w in lax.warnings)
+    assert "upstream_tls: verify false (the certificate is not checked)" in describe(lax)
+    plain = load(write(tmp_path, {"upstream": "http://a.test", "upstream_tls": {"verify": False}}))
+    assert "upstream_tls: has no effect: upstream http://a.test is not an https:// URL" in (
+        plain.warnings
+    )
+    default = load(write(tmp_path, {"upstream": "https://a.test"}))
+    assert not [w for w in default.warnings if "upstream_tls" in w]
+    assert "upstream_tls: verify true, trusting the system's CAs" in describe(default)

@@ -146,22 +146,30 @@ class Upstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        scheme = "https" if self.server.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_port}"
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-def start_upstream(*, debug: bool = False, port: int = 0, host: str = "127.0.0.1") -> Upstream:
-    """Serve the app with Werkzeug's own threaded server, as `flask run` does."""
+def start_upstream(
+    *,
+    debug: bool = False,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    ssl_context: tuple[str, str] | None = None,
+) -> Upstream:
+    """Serve the app with Werkzeug's own threaded server, as `flask run` does
+    (``ssl_context``: a certificate and key file, as ``flask run --cert --key``)."""
     hits: list[str] = []
     app = create_app(hits)
     wsgi = app
     if debug:
         app.debug = True
         wsgi = DebuggedApplication(app, evalex=True)  # type: ignore[assignment]
-    server = make_server(host, port, wsgi, threaded=True)
+    server = make_server(host, port, wsgi, threaded=True, ssl_context=ssl_context)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return Upstream(server, hits)
 
