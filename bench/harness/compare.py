@@ -108,16 +108,18 @@ def spread(values: list[float]) -> float:
 MIN_ROUNDS = 3  # fewer rounds say nothing about the noise
 
 
-def verdict(this: list[float], other: list[float]) -> str:
+def verdict(this: list[float], other: list[float], higher: str, lower: str) -> str:
+    """Per-round values of this checkout and the other, in the same rounds: ``higher`` or
+    ``lower`` (what a higher or lower value means) "beyond noise", or "within noise"."""
     ratios = [a / b for a, b in zip(this, other, strict=True)]
     if len(ratios) < MIN_ROUNDS:
         return f"too few rounds to tell (< {MIN_ROUNDS})"
     ratio = statistics.median(this) / statistics.median(other)
     noise = max(spread(this), spread(other))
     if min(ratios) > 1 and ratio > 1 + noise:
-        return "slower beyond noise"
+        return f"{higher} beyond noise"
     if max(ratios) < 1 and ratio < 1 - noise:
-        return "faster beyond noise"
+        return f"{lower} beyond noise"
     return "within noise"
 
 
@@ -136,7 +138,7 @@ def report(this: Side, other: Side, rounds: int, exchanges: int) -> str:
                 f"{label:<22} {statistics.median(a):>6.1f} {min(a):>6.1f}–{max(a):<6.1f}"
                 f" {statistics.median(b):>6.1f} {min(b):>6.1f}–{max(b):<6.1f}"
                 f" {statistics.median(a) / statistics.median(b):>10.3f}"
-                f" {min(ratios):>5.2f}–{max(ratios):<5.2f}  {verdict(a, b)}"
+                f" {min(ratios):>5.2f}–{max(ratios):<5.2f}  {verdict(a, b, 'slower', 'faster')}"
             )
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ import json
 import statistics
 from typing import Any
 
-from .compare import MIN_ROUNDS
+from . import compare
 from .contenders import Contender
 from .measure import Run
 from .options import Options
@@ -187,29 +187,23 @@ def rules_table(runs: list[Run], base: str = "cors-proxy", many: str = "cors-pro
 def against_table(runs: list[Run], other: str, scenarios: list[str]) -> str:
     """This checkout's cors-proxy against another checkout's (--against), round by round.
 
-    A difference is beyond noise when every round's ratio lies on the same side of 1."""
+    Beyond noise (from 3 rounds on): every round's ratio on the same side of 1, and the
+    median ratio further from 1 than the larger relative spread of the two contenders'
+    own numbers over the rounds (the rule of ``bench/micro.py --against``)."""
     base = "cors-proxy"
     rows = []
     for sc in scenarios:
         pairs = _pairs(runs, sc, base, other)
-        if not pairs:
-            continue
         metric = "mbps" if sc == "big" else "rps"
         cost = "cpu_s_per_gb" if sc == "big" else "cpu_us_per_req"
-        # this / other: > 1 is faster for throughput, slower for CPU cost
-        speed = [1 / x for x in _ratios(pairs, metric)]
-        cpu = [1 / x for x in _ratios(pairs, cost)]
-        if not speed or not cpu:
+        if not pairs or not all(m[x] and b[x] for m, b in pairs for x in (metric, cost)):
             continue
-        verdict = (
-            f"too few rounds to tell (< {MIN_ROUNDS})"
-            if len(speed) < MIN_ROUNDS
-            else "slower beyond noise"
-            if max(speed) < 1 and min(cpu) > 1
-            else "faster beyond noise"
-            if min(speed) > 1 and max(cpu) < 1
-            else "within noise"
-        )
+        cells = []
+        for key in (metric, cost):
+            ours, theirs = [b[key] for _, b in pairs], [m[key] for m, _ in pairs]
+            cells.append((ours, theirs, [x / y for x, y in zip(ours, theirs, strict=True)]))
+        (ours, theirs, speed), (_, _, cpu) = cells
+        verdict = compare.verdict(ours, theirs, "faster", "slower")  # more req/s: faster
         rows.append(
             f"| {sc} | {statistics.median(speed):.3f} ({min(speed):.2f}–{max(speed):.2f}) "
             f"| {statistics.median(cpu):.3f} ({min(cpu):.2f}–{max(cpu):.2f}) | {verdict} |"
@@ -220,8 +214,9 @@ def against_table(runs: list[Run], other: str, scenarios: list[str]) -> str:
     return "\n".join(
         [
             f"### against: {base} (this checkout) vs {other}\n",
-            "Median of per-round ratios this / other, with their range over the rounds; "
-            "beyond noise only when every round agrees.\n",
+            "Median of per-round ratios this / other, with their range over the rounds. The "
+            "verdict is on throughput: beyond noise only when every round agrees and the "
+            "difference exceeds the round-to-round spread of either contender.\n",
             f"| scenario | {unit} × other | CPU per request (per GB) × other | verdict |",
             "|---|--:|--:|---|",
             *rows,
