@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxy import __version__
 from proxy.config.loader import load
 from proxy.config.model import (
     ENV_CONFIG,
+    ENV_UPSTREAM,
     Config,
     Overrides,
     describe,
@@ -31,11 +32,15 @@ EXIT_CONFIG = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cors-proxy",
+        usage="cors-proxy [options] [-- COMMAND [ARGS ...]]",
         description="Local reverse proxy that adds CORS headers and explains upstream errors.",
-        epilog="Subcommands: `cors-proxy check --config FILE` validates a config and exits;"
+        epilog="After --, COMMAND is your dev server, run and stopped with the proxy"
+        " (cors-proxy --origin http://localhost:5173 -- flask --app app run)."
+        " Subcommands: `cors-proxy check --config FILE` validates a config and exits;"
         " `cors-proxy export --to TARGET --config FILE` prints it for nginx, Caddy,"
         " flask-cors or Starlette; `cors-proxy learn --upstream URL` records the"
-        " traffic and prints the minimal rules.",
+        " traffic and prints the minimal rules; `cors-proxy demo` runs a bundled demo"
+        " (pip install 'cors-dev-proxy[demo]').",
     )
     p.add_argument("--config", metavar="FILE", help=f"YAML config file (env {ENV_CONFIG})")
     p.add_argument("--listen", metavar="HOST:PORT", help="listen address (default 127.0.0.1:8080)")
@@ -64,10 +69,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in args_list:  # everything after it is the dev server's command line
+        at = args_list.index("--")
+        args_list, command = args_list[:at], args_list[at + 1 :]
+        if not command:
+            print("cors-proxy: nothing after --: give the dev server's command", file=sys.stderr)
+            return EXIT_CONFIG
+        if args_list[:1] in (["check"], ["export"], ["learn"], ["demo"]):
+            print(f"cors-proxy: {args_list[0]} runs no command (nothing after --)", file=sys.stderr)
+            return EXIT_CONFIG
     if args_list[:1] == ["export"]:
         return _export(args_list[1:])
     if args_list[:1] == ["learn"]:
         return _learn(args_list[1:])
+    if args_list[:1] == ["demo"]:
+        from proxy.demo.run import main as demo
+
+        return demo(args_list[1:])
     check = bool(args_list) and args_list[0] == "check"
     if check:
         args_list = args_list[1:]
@@ -90,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if check:
         return _check(cfg, path)
-    return _serve(cfg, path, overrides)
+    return _serve(cfg, path, overrides, command)
 
 
 def _check(cfg: Config, path: str | None) -> int:
@@ -111,27 +130,51 @@ def _check(cfg: Config, path: str | None) -> int:
     return 0
 
 
-def _serve(cfg: Config, path: str | None, overrides: Overrides) -> int:
+def _serve(cfg: Config, path: str | None, overrides: Overrides, command: list[str]) -> int:
     from proxy.server import ProxyServer
 
-    return _run(ProxyServer(cfg, config_path=path, overrides=overrides), cfg)
+    server = ProxyServer(cfg, config_path=path, overrides=overrides)
+    return serve(server, command, upstream_from=_upstream_from(cfg, overrides))
 
 
-def _run(server: ProxyServer, cfg: Config) -> int:
+def serve(server: ProxyServer, command: Sequence[str] = (), **options: Any) -> int:
+    """Run ``server`` (and the dev server ``command``) until it stops; the exit code."""
     from proxy.server import run
 
+    return run_loop(server, lambda: run(server, sys.stdout, command, **options))
+
+
+def run_loop(server: ProxyServer, main: Callable[[], Awaitable[int]]) -> int:
+    """``main()`` on an event loop (uvloop's where it exists); its exit code, or 1 when
+    ``server`` cannot listen."""
     try:
         import uvloop  # a dependency wherever it exists (not on Windows)
 
         loop_factory = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
+
+    async def call() -> int:
+        return await main()
+
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(run(server, sys.stdout))
+            return runner.run(call())
     except OSError as exc:
-        print(f"cors-proxy: cannot listen on {cfg.listen_url}: {exc.strerror}", file=sys.stderr)
+        url = server.generation.config.listen_url
+        print(f"cors-proxy: cannot listen on {url}: {exc.strerror}", file=sys.stderr)
         return 1
+
+
+def _upstream_from(cfg: Config, overrides: Overrides) -> str | None:
+    """Where the upstream came from, or None when nothing chose it (a dev server after
+    ``--`` then says where it listens)."""
+    if overrides.upstream is not None:
+        env = os.environ.get(ENV_UPSTREAM)
+        return f"from {ENV_UPSTREAM}" if env and env == overrides.upstream else "from --upstream"
+    if cfg.upstream_set:
+        return f"from {cfg.source}"
+    return None
 
 
 def _learn(argv: Sequence[str]) -> int:
@@ -170,7 +213,7 @@ def _learn(argv: Sequence[str]) -> int:
         file=sys.stderr,
         flush=True,
     )
-    code = _run(server, cfg)
+    code = serve(server)
     if code != 0:
         return code
     text = learned()

@@ -11,10 +11,11 @@ means was worked out once per config generation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from proxy.diagnosis.error_body import MAX_CAPTURE
@@ -49,6 +50,19 @@ class Log(Protocol):
     def line(self, text: str) -> None: ...
 
 
+class Watch(Protocol):
+    """Watches the exchanges of a supervised dev server (devserver.DevServer): holds
+    requests until it listens, and joins its tracebacks to the exchanges' lines."""
+
+    ready: bool
+    gone: str  # why it is not running any more ("flask exited with code 1"), or ""
+
+    async def wait_ready(self) -> str | None: ...
+    def begin(self, rec: Record, started: float) -> None: ...
+    def end(self, rec: Record) -> bool: ...  # True: it writes the line itself, later
+    def forget(self, rec: Record) -> None: ...
+
+
 class Forwarder:
     def __init__(
         self,
@@ -60,6 +74,52 @@ class Forwarder:
         self.log = log
         self.explainer = Explainer()  # what the log has said already (bounded)
         self.observe = observe  # learning mode: every allowed cross-origin exchange
+        self.watch: Watch | None = None
+        # Exchanges in flight, by id(record): (record, start, task). Shutdown names them,
+        # and writes the lines of those it cuts off.
+        self.in_flight: dict[int, tuple[Record, float, asyncio.Task[Any] | None]] = {}
+        self._idle: asyncio.Event | None = None  # set when in_flight empties (shutdown)
+
+    def track(self, rec: Record, started: float) -> int:
+        key = id(rec)
+        self.in_flight[key] = (rec, started, asyncio.current_task())
+        if self.watch is not None:
+            self.watch.begin(rec, started)
+        return key
+
+    def done(self, key: int, rec: Record, start: LineStart | None = None) -> None:
+        """Write the exchange's line, unless shutdown already did (it cut it off) or the
+        dev server's watch writes it later (it waits for a traceback)."""
+        if self.in_flight.pop(key, None) is not None and (
+            self.watch is None or not self.watch.end(rec)
+        ):
+            self.log.record(rec, start)
+        if self._idle is not None and not self.in_flight:
+            self._idle.set()
+
+    async def wait_idle(self, limit: float) -> None:
+        """Wait up to ``limit`` seconds for the exchanges in flight to end."""
+        if not self.in_flight:
+            return
+        self._idle = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                await self._idle.wait()
+
+    def cut_off(self, why: str) -> int:
+        """End every exchange in flight now, each with its line; returns how many."""
+        now = time.monotonic()
+        flights, self.in_flight = self.in_flight, {}
+        me = asyncio.current_task()
+        for rec, started, task in flights.values():
+            rec.ms = (now - started) * 1000
+            rec.reason = f"{rec.reason}; {why}" if rec.reason else why
+            if self.watch is not None:
+                self.watch.forget(rec)
+            self.log.record(rec)
+            if task is not None and task is not me:
+                task.cancel()
+        return len(flights)
 
     async def serve(self, request: RequestView, response: ResponseSink) -> None:
         """One exchange: a preflight answered here, anything else forwarded."""
@@ -112,17 +172,17 @@ class Forwarder:
         )
         if gen.config.explain and rec.cors == "denied":
             rec.repro = _repro(request, origin or "", request.method, None)
+        key = self.track(rec, started)
         try:
             await self.send_upstream(request, response, gen, decision, rec, plan)
         finally:
             rec.ms = (time.monotonic() - started) * 1000
-            if plan is None:
-                self.log.record(rec)
-            else:
+            start = None
+            if plan is not None:
                 start = plan.line
                 if start is None:
                     start = plan.line = self.log.start(rec)
-                self.log.record(rec, start)
+            self.done(key, rec, start)
 
     # -- preflight ------------------------------------------------------------------------
 
@@ -254,6 +314,14 @@ class Forwarder:
                 return response.respond(417, [], "cors-proxy: unsupported Expect\n")
             if request.http11:
                 await response.send_continue()
+        if self.watch is not None and not self.watch.ready:
+            why = await self.watch.wait_ready()  # held while the dev server starts
+            if why is not None:
+                exc = UpstreamUnavailable("dev server not listening", why)
+                return await self.answer_unreachable(request, response, gen, exc, rec)
+            if self.current() is not gen:  # its address came from its startup line
+                gen, plan = self.current(), None
+                cfg = gen.config
         headers: HeaderList = []
         head: bytes | None
         upstream = plan.upstream if plan is not None else None
@@ -283,6 +351,8 @@ class Forwarder:
                     return _too_large(response, decision, rec, limit)
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
+                    return await self.answer_unreachable(request, response, gen, exc, rec)
+                if self.watch is not None and self.watch.gone:  # it exited: no restart
                     return await self.answer_unreachable(request, response, gen, exc, rec)
                 if exc.reused:
                     continue  # a pooled connection had gone stale: again at once, on a new one

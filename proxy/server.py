@@ -14,8 +14,9 @@ import signal
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -44,8 +45,11 @@ from proxy.http.rawclient import RawUpstream
 from proxy.http.tls import client_context
 from proxy.http.upstream import UpstreamClient
 from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
-from proxy.log.record import Record
+from proxy.log.record import Record, safe
 from proxy.log.sink import LogSink
+
+if TYPE_CHECKING:
+    from proxy.devserver.supervisor import DevServer
 
 SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get after SIGTERM
 WS_CLOSE_TIMEOUT = 2.0  # seconds a WebSocket peer gets to answer the 1001 close frame
@@ -100,6 +104,8 @@ class ProxyServer:
         self.port = 0
         self.listening: tuple[str, int] | None = None  # the address bound, as configured
         self.own_origins: frozenset[str] = frozenset()  # pages the proxy serves (start())
+        self.devserver: DevServer | None = None  # the supervised dev server (-- COMMAND)
+        self.shutdown_timeout = SHUTDOWN_TIMEOUT
         self._watch_task: asyncio.Task[None] | None = None
         # upstream clients a reload replaced, each with the task that closes it later
         self._retiring: dict[asyncio.Future[None], UpstreamClient] = {}
@@ -191,6 +197,8 @@ class ProxyServer:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
+        assert self.forwarder is not None
+        key = self.forwarder.track(rec, started)
         try:
             return await bridge(
                 request,
@@ -208,7 +216,7 @@ class ProxyServer:
             )
         finally:
             rec.ms = (time.monotonic() - started) * 1000
-            self.log.record(rec)
+            self.forwarder.done(key, rec)
 
     async def health(self) -> dict[str, Any]:
         """The body of ``/__cors-proxy__/health``."""
@@ -223,7 +231,23 @@ class ProxyServer:
             "config_generation": gen.number,
             "config": self.config_path,
             "log": {"dropped_lines": self.log.dropped, "waiting_bytes": self.log.waiting},
+            "devserver": self.devserver.health() if self.devserver is not None else None,
         }
+
+    def use_upstream(self, url: str) -> tuple[str, int]:
+        """Send requests to ``url`` from now on (the dev server's address, from its
+        startup line); returns its host and port. Reloads keep it."""
+        old = self.generation
+        if url != old.config.upstream:
+            self.overrides = replace(self.overrides, upstream=url)
+            cfg = replace(old.config, upstream=url)
+            # The same generation number (the config did not change), a new client.
+            self.generation = Generation.build(old.number, cfg, self._make_client(cfg))
+            asyncio.get_running_loop().call_later(
+                60, lambda: asyncio.ensure_future(old.client.close())
+            )
+        target = self.generation.target
+        return target.host, target.port
 
     # -- config reload --------------------------------------------------------------------
 
@@ -301,6 +325,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         cfg = self.generation.config
+        self.forwarder.watch = self.devserver
         server_log = logging.getLogger("aiohttp.server")
         server_log.addHandler(self._log_bridge)
         server_log.propagate = False
@@ -330,7 +355,9 @@ class ProxyServer:
         if self.config_path:
             self._watch_task = asyncio.ensure_future(self.watch())
 
-    async def stop(self) -> None:
+    async def stop(self, close_log: bool = True) -> None:
+        """Stop serving (exchanges in flight get ``shutdown_timeout``); ``close_log``:
+        the log is done too (``run`` closes it itself, after the dev server's last words)."""
         if self._watch_task is not None:
             self._watch_task.cancel()
         if self.site is not None:
@@ -344,8 +371,9 @@ class ProxyServer:
             for ws in list(self.open_sockets)
         ]
         await asyncio.gather(*closing, return_exceptions=True)
+        await self.drain(self.shutdown_timeout)
         if self.server is not None and self.server.fast is not None:
-            await self.server.fast.shutdown(SHUTDOWN_TIMEOUT)
+            await self.server.fast.shutdown(self.shutdown_timeout)
         if self.runner is not None:
             await self.runner.cleanup()
         if self.ws_session is not None:
@@ -357,7 +385,32 @@ class ProxyServer:
             await client.close()
         await asyncio.gather(*(task for task, _ in retiring), return_exceptions=True)
         logging.getLogger("aiohttp.server").removeHandler(self._log_bridge)
-        self.log.close()  # a reader that stopped reading gets 2 s, not forever
+        if close_log:
+            self.log.close()  # a reader that stopped reading gets 2 s, not forever
+        else:
+            self.log.flush()
+
+    async def drain(self, limit: float) -> None:
+        """Wait up to ``limit`` seconds for the exchanges in flight; cut off the rest,
+        each with its log line."""
+        fwd = self.forwarder
+        if fwd is None:
+            return
+        await fwd.wait_idle(limit)
+        if fwd.in_flight:
+            fwd.cut_off(f"cut off at shutdown after {limit:g} s")
+            await asyncio.sleep(0)  # the cancelled exchanges unwind
+
+    def in_flight_text(self, limit: int = 5) -> str:
+        """``GET /api/stream (12.0 s), PUT /api/items (0.3 s)``: what shutdown waits for."""
+        assert self.forwarder is not None
+        now = time.monotonic()
+        flights = sorted(self.forwarder.in_flight.values(), key=lambda f: f[1])
+        shown = [
+            f"{safe(r.method, 20)} {safe(r.path, 80)} ({now - t:.1f} s)" for r, t, _ in flights
+        ]
+        more = len(shown) - limit
+        return ", ".join(shown[:limit]) + (f" and {more} more" if more > 0 else "")
 
     def listening_line(self) -> str:
         cfg = self.generation.config
@@ -388,24 +441,107 @@ def _stamp(path: str | None) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-async def run(server: ProxyServer, stdout: TextIO) -> int:
-    """Serve until SIGINT/SIGTERM; SIGHUP reloads the config."""
+EXIT_INTERRUPTED = 130  # a second Ctrl-C: stopped at once (128 + SIGINT, as shells say)
+
+
+async def run(
+    server: ProxyServer,
+    stdout: TextIO,
+    command: Sequence[str] = (),
+    *,
+    upstream_from: str | None = None,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
+    more_lines: Sequence[str] = (),
+) -> int:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the config.
+
+    With a ``command`` (``cors-proxy ... -- COMMAND``), run it as the supervised dev
+    server: ``upstream_from`` says where the upstream came from, or None to take it from
+    the command's startup line. The proxy ends when it ends, with its exit code."""
+    from proxy.devserver.supervisor import DevServer
+    from proxy.http.probe import accepts as probe
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # a second Ctrl-C while shutting down
+    signals: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set() and sig == signal.SIGINT:
+            hurry.set()
+        signals.append(sig)
+        stop.set()
+
+    # Handled before the child is spawned: exec resets handled signals to their default,
+    # so a child never inherits an ignored SIGINT from whatever started the proxy.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     if server.config_path:
         loop.add_signal_handler(signal.SIGHUP, lambda: server.reload("SIGHUP"))
+    devserver = None
+    if command:
+        devserver = server.devserver = DevServer(
+            command,
+            server.log,
+            upstream=server.generation.config.upstream if upstream_from else None,
+            upstream_from=upstream_from or "",
+            use_upstream=server.use_upstream,
+            accepts=probe,
+            name=name,
+            env=env,
+        )
     await server.start()
     for warning in server.generation.config.warnings:
         server.log.message(f"config warning: {warning}")
-    print(server.listening_line(), file=stdout, flush=True)
-    await stop.wait()
-    server.log.message("shutting down: finishing in-flight requests")
-    await server.stop()  # bounded by SHUTDOWN_TIMEOUT; a second signal meanwhile is a no-op
+    line = server.listening_line()
+    if devserver is not None and devserver.upstream is None:
+        line = line.rsplit(" -> ", 1)[0] + f" -> {devserver.name} (the address it prints)"
+    print(line, *more_lines, sep="\n", file=stdout, flush=True)
+    if devserver is not None:
+        try:
+            devserver.start()
+        except OSError as exc:
+            server.log.message(f"cannot run {command[0]!r}: {exc.strerror or exc}")
+            await server.stop()
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+    ended = asyncio.ensure_future(devserver.exited.wait() if devserver else asyncio.Event().wait())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
+    stopped.cancel()
+    code = 0
+    fwd = server.forwarder
+    assert fwd is not None
+    if devserver is not None and devserver.exited.is_set() and not stop.is_set():
+        code = devserver.exit_code()  # it ended on its own: so does the proxy
+        server.log.message(f"shutting down: {devserver.name} is not running")
+    elif fwd.in_flight:
+        again = "; Ctrl-C again to stop at once" if signals[-1] == signal.SIGINT else ""
+        server.log.message(
+            f"shutting down: finishing {len(fwd.in_flight)} in-flight exchange"
+            f"{'s' if len(fwd.in_flight) != 1 else ''}: {server.in_flight_text()} "
+            f"(up to {server.shutdown_timeout:g} s{again})"
+        )
+    else:
+        server.log.message("shutting down")
+    # bounded by shutdown_timeout; a second SIGINT meanwhile cuts the exchanges off
+    stopping = asyncio.ensure_future(server.stop(close_log=False))
+    hurried = asyncio.ensure_future(hurry.wait())
+    await asyncio.wait({stopping, hurried}, return_when=asyncio.FIRST_COMPLETED)
+    hurried.cancel()
+    if hurry.is_set() and not stopping.done():
+        fwd.cut_off("cut off at shutdown (a second Ctrl-C)")
+        code = EXIT_INTERRUPTED
+        await asyncio.wait({stopping}, timeout=1.0)
+        if not stopping.done():
+            stopping.cancel()
+    if devserver is not None:
+        await devserver.stop(hurry)
+    server.log.close()  # a reader that stopped reading gets 2 s, not forever
     for sig in (signal.SIGINT, signal.SIGTERM):
         # A repeated SIGTERM (``docker stop`` racing a supervisor) while the interpreter
         # winds down must not turn a clean exit into "killed by signal".
         loop.remove_signal_handler(sig)
         signal.signal(sig, signal.SIG_IGN)
-    return 0
+    return code

@@ -184,6 +184,7 @@ class _Validator:
             listen_host=host,
             listen_port=port,
             upstream=upstream,
+            upstream_set="upstream" in data,
             host_header=host_header,
             upstream_cors=upstream_cors,
             connect_timeout=connect,

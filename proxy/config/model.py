@@ -131,6 +131,7 @@ class Config:
     candidate_source: str | None = None
     source: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    upstream_set: bool = field(default=False, compare=False)  # upstream given, not default
     target: UpstreamTarget = field(init=False, repr=False, compare=False)  # from upstream
 
     def __post_init__(self) -> None:

@@ -22,7 +22,14 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-__all__ = ["Frame", "Trace", "is_debugger_page", "parse_debugger_page", "summarize"]
+__all__ = [
+    "Frame",
+    "Trace",
+    "is_debugger_page",
+    "parse_debugger_page",
+    "parse_traceback",
+    "summarize",
+]
 
 _MARKERS = ("// Werkzeug Debugger</title>", '<div class="debugger">')
 _TITLE_END = "// Werkzeug Debugger</title>"
@@ -138,6 +145,13 @@ def _from_comment(text: str) -> tuple[str, tuple[Frame, ...]] | None:
     if start < 0 or end < start or _TB_HEADER not in text[start:end]:
         return None  # missing or cut off: the HTML list is complete if the comment began
     return _final_block(text[start + 4 : end].splitlines())
+
+
+def parse_traceback(lines: list[str]) -> Trace:
+    """A traceback as Python prints it (``traceback.format_exception``: a dev server's
+    console), keeping the final exception of a chain and its frames."""
+    exception, frames = _final_block(lines)
+    return Trace(exception, frames)
 
 
 def _final_block(lines: list[str]) -> tuple[str, tuple[Frame, ...]]:

@@ -25,11 +25,13 @@ import time
 from collections import deque
 from typing import TextIO
 
+from proxy.diagnosis.console import plain
 from proxy.log.record import LineStart, LineTemplate, Record
 
 FLUSH_DELAY = 0.005  # seconds a log line may wait for others to share its write
 MAX_BACKLOG = 1 << 20  # bytes of log lines waiting for a slow reader; more are dropped
 CLOSE_TIMEOUT = 2.0  # seconds the last lines get to reach a slow reader at shutdown
+_PREFIX_COLOR = "\x1b[36m"  # the dev server's name before each of its lines
 
 
 class LogSink:
@@ -67,6 +69,22 @@ class LogSink:
         if self.fmt == "json":
             return json.dumps({"message": text, **fields}, ensure_ascii=True, default=str)
         return text
+
+    def output(self, source: str, stream: str, text: str) -> None:
+        """A line the supervised dev server printed: ``flask | text`` (its colours kept
+        on a colour terminal, removed elsewhere), or a JSON object with ``source``."""
+        if self.fmt == "json":
+            self.line(
+                json.dumps(
+                    {"source": source, "stream": stream, "message": plain(text)},
+                    ensure_ascii=True,
+                )
+            )
+        elif self.color:
+            shown = text.rstrip("\r").rsplit("\r", 1)[-1]  # as the terminal shows it
+            self.line(f"{_PREFIX_COLOR}{source} |\x1b[0m {shown}\x1b[0m")
+        else:
+            self.line(f"{source} | {plain(text)}")
 
     def line(self, text: str) -> None:
         self._lines.append(text)

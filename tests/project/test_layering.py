@@ -5,6 +5,9 @@
 - ``config/loader.py`` is the one YAML reader; ``log/sink.py`` writes a stream.
 - Only ``http/`` and the wiring on top (``server``, ``forward``, ``generation``, ``cli``)
   do network I/O, and nothing but those imports ``http/``.
+- ``devserver/`` runs the dev server as a child process (processes and signals, no
+  network, no third-party package); the demo (``demo/``) is wiring, and its Flask app
+  runs in the child.
 
 Every module must fall under one layer below, so a new module is placed on purpose.
 """
@@ -44,6 +47,13 @@ LAYERS: list[tuple[str, Layer]] = [  # first matching glob wins
     ("proxy/config/loader.py", Layer("config loader", PURE, ("yaml",), io=True)),
     ("proxy/log/sink.py", Layer("log sink", PURE, (), io=True)),
     ("proxy/http/*", Layer("http", (*PURE, "proxy.http", "proxy.log.sink"), None, io=True)),
+    (
+        "proxy/devserver/*",
+        Layer("devserver", (*PURE, "proxy.devserver", "proxy.log.sink"), (), io=True),
+    ),
+    # The demo's Flask app runs in the child, never imported by the proxy.
+    ("proxy/demo/app.py", Layer("demo app", ("proxy.demo.app",), ("flask", "werkzeug"), io=True)),
+    ("proxy/demo/*", Layer("demo", (), None, io=True)),
     ("proxy/policy/*", Layer("policy", PURE, (), io=False)),
     ("proxy/diagnosis/*", Layer("diagnosis", PURE, (), io=False)),
     ("proxy/config/*", Layer("config model", PURE, (), io=False)),
