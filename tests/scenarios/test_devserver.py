@@ -158,6 +158,10 @@ def test_a_child_that_ignores_sigint_and_sigterm_gets_sigkill(tmp_path: Path) ->
     assert "app.py stopped (was killed by SIGKILL)" in s.text()
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_sigint_is_at_its_default_in_the_child_when_the_parent_ignored_it(
     tmp_path: Path,
 ) -> None:
@@ -167,7 +171,7 @@ def test_sigint_is_at_its_default_in_the_child_when_the_parent_ignored_it(
     s = Supervised(
         command=[PY, "app.py"],
         cwd=tmp_path,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN) and None,
+        preexec_fn=ignore_sigint,
     )
     try:
         assert get(s.url + "/api/ok")[0] == 200

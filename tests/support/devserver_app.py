@@ -30,7 +30,8 @@ def boom() -> str:
 @app.get("/api/keyerror")
 def keyerror() -> str:
     time.sleep(float(request.args.get("s", "0")))
-    return str({}["missing"])  # KEYERROR-LINE
+    known: dict[str, str] = {}
+    return known["missing"]  # KEYERROR-LINE
 
 
 @app.get("/api/slow")
