@@ -271,13 +271,11 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def watchdog(pgid: int) -> None:
-    """Run as ``python -I -S child.py PGID`` with a pipe from the proxy on stdin: when
-    the pipe ends (the proxy exited or was killed), stop what is left of ``pgid``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+def watchdog(pgid: int, fd: int = 0) -> None:
+    """Run as ``python -I -S child.py PGID`` with a pipe from the proxy on stdin (``fd``):
+    when the pipe ends (the proxy exited or was killed), stop what is left of ``pgid``."""
     with contextlib.suppress(OSError):
-        while os.read(0, 4096):
+        while os.read(fd, 4096):
             pass
     for sig, wait in STOP_STEPS:
         if not group_alive(pgid):
@@ -292,4 +290,6 @@ def watchdog(pgid: int) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session: only to be sure
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     watchdog(int(sys.argv[1]))

@@ -48,9 +48,10 @@ async def bridge(
 ) -> web.StreamResponse:
     if not origin_allowed:
         rec.status, rec.cors = 403, "ws-denied"
-        return web.Response(
-            status=403, text=f"cors-proxy: WebSocket origin {rec.origin!r} is not allowed\n"
+        rec.reason = f"WebSocket origin {rec.origin!r} is not allowed" + (
+            f" by rule {rec.rule!r}" if rec.rule else " (no rule covers this path)"
         )
+        return web.Response(status=403, text=f"cors-proxy: {rec.reason}\n")
     headers = [
         (n, v)
         for n, v in upstream_request_headers(
@@ -77,10 +78,14 @@ async def bridge(
         )
     except aiohttp.WSServerHandshakeError as exc:
         rec.status = exc.status
-        return web.Response(status=exc.status, text=f"cors-proxy: upstream refused: {exc}\n")
+        rec.diagnosis = f"upstream {upstream.url} refused the WebSocket handshake: {exc.status}" + (
+            f" {exc.message}" if exc.message else ""
+        )
+        return web.Response(status=exc.status, text=f"cors-proxy: {rec.diagnosis}\n")
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         rec.status = 502
-        return web.Response(status=502, text=f"cors-proxy: cannot reach upstream: {exc}\n")
+        rec.diagnosis = f"upstream {upstream.url}: {_why(exc)}"
+        return web.Response(status=502, text=f"cors-proxy: cannot reach {rec.diagnosis}\n")
     ws = web.WebSocketResponse(
         protocols=(up.protocol,) if up.protocol else (),
         autoping=False,
@@ -122,3 +127,18 @@ async def _pump(src: AnyWebSocket, dst: AnyWebSocket) -> None:
             return
         else:  # CLOSING, CLOSED, ERROR
             return
+
+
+def _why(exc: BaseException) -> str:
+    """A WebSocket connect that failed, in the words of the HTTP 502s."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "connect timeout"
+    cause = getattr(exc, "os_error", None) or exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "upstream closed the connection"
+    text = str(cause) or type(cause).__name__
+    return f"WebSocket connect failed: {text}"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.support import ORIGIN
-from tests.support.cli import get
+from tests.support.cli import get, proxy_command
 from tests.support.devserver import (
     Supervised,
     app_copy,
@@ -303,7 +303,7 @@ def test_colours_on_a_terminal(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     p = subprocess.Popen(
-        [PY, "-m", "proxy", "--listen", "127.0.0.1:0", "--", PY, "app.py"],
+        [*proxy_command(), "--listen", "127.0.0.1:0", "--", PY, "app.py"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
         cwd=tmp_path, env={**env, "PYTHONPATH": str(Path(__file__).parents[2])},
         start_new_session=True,

@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import ROOT
+from tests.support.cli import proxy_command
 
 APP = ROOT / "tests" / "support" / "devserver_app.py"
 
@@ -37,21 +37,23 @@ def line_of(path: Path, marker: str) -> int:
 
 
 class Supervised:
-    """``python -m proxy ARGS -- COMMAND`` in its own session, so that a test can send
-    the terminal's Ctrl-C to its whole process group. stderr lines are collected."""
+    """``python -m proxy ARGS -- COMMAND`` (or without a command) in its own session, so
+    that a test can send the terminal's Ctrl-C to its whole process group. Its stdout
+    and stderr lines are collected as they come."""
 
     def __init__(
         self,
         *args: str,
-        command: list[str],
+        command: list[str] | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         startup: float = 20.0,
         preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        after = ["--", *command] if command else []
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "--listen", "127.0.0.1:0", *args, "--", *command],
+            [*proxy_command(), "--listen", "127.0.0.1:0", *args, *after],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
