@@ -115,7 +115,8 @@ class Child:
             rest = rest[MAX_LINE:]
         self._partial[name] = rest
         for raw in lines:
-            self.on_line(name, raw.decode("utf-8", "replace"))
+            for at in range(0, max(len(raw), 1), MAX_LINE):  # a long line in pieces
+                self.on_line(name, raw[at : at + MAX_LINE].decode("utf-8", "replace"))
         return True
 
     def _close_stream(self, fd: int, name: str) -> None:

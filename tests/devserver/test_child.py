@@ -59,13 +59,13 @@ async def test_lines_long_lines_and_a_last_line_without_newline() -> None:
         on_exit=codes.append,
     )
     assert await child.wait() == 4
+    await child.stop()  # nothing left: returns at once
     assert codes == [4]
     out = [t for s, t in lines if s == "stdout"]
     assert out[0] == "out"
     assert "".join(out[1:]) == "x" * 40000  # in pieces of at most MAX_LINE
     assert max(len(t) for t in out) <= 16384
     assert [t for s, t in lines if s == "stderr"] == ["err", "\ufffd", "tail"]
-    await child.stop()  # nothing left: returns at once
     assert gone([child.pid], child.pgid)
 
 
