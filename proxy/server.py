@@ -371,9 +371,13 @@ class ProxyServer:
             for ws in list(self.open_sockets)
         ]
         await asyncio.gather(*closing, return_exceptions=True)
+        fast = self.server.fast if self.server is not None else None
+        # The fast lane closes its idle connections now and waits for its answers; the
+        # drain cuts off what is left first (a line each), so its grace is a little longer.
+        lanes = asyncio.ensure_future(fast.shutdown(self.shutdown_timeout + 1)) if fast else None
         await self.drain(self.shutdown_timeout)
-        if self.server is not None and self.server.fast is not None:
-            await self.server.fast.shutdown(self.shutdown_timeout)
+        if lanes is not None:
+            await lanes
         if self.runner is not None:
             await self.runner.cleanup()
         if self.ws_session is not None:
