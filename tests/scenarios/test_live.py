@@ -724,7 +724,7 @@ async def test_sigterm_finishes_in_flight_closes_websockets_and_exits_0(
             proc.p.kill()
     assert code == 0, err[-2000:]
     assert took < SHUTDOWN_BOUND, took
-    assert "shutting down: finishing in-flight requests" in err
+    assert "shutting down: finishing 2 in-flight exchanges: GET /api/ws (" in err
     assert ("closed", aiohttp.WSCloseCode.GOING_AWAY) in log, log  # the upstream leg too
 
 
