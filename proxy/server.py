@@ -456,6 +456,7 @@ async def run(
     upstream_from: str | None = None,
     name: str | None = None,
     env: dict[str, str] | None = None,
+    cwd: str | None = None,
     more_lines: Sequence[str] = (),
 ) -> int:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads the config.
@@ -494,6 +495,7 @@ async def run(
             accepts=probe,
             name=name,
             env=env,
+            cwd=cwd,
         )
     await server.start()
     for warning in server.generation.config.warnings:

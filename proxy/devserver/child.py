@@ -51,6 +51,7 @@ class Child:
         terminal: bool = False,
         columns: int = 0,
         env: dict[str, str] | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.on_line = on_line
@@ -73,6 +74,7 @@ class Child:
                 stdout=ends[0][1],
                 stderr=ends[1][1],
                 env=child_env,
+                cwd=cwd,
                 process_group=0,
                 close_fds=True,
             )

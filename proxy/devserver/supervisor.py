@@ -66,6 +66,7 @@ class DevServer:
         accepts: Accepts,
         name: str | None = None,
         env: dict[str, str] | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.argv = list(argv)
         self.name = name or source_name(argv)
@@ -75,6 +76,7 @@ class DevServer:
         self._use_upstream = use_upstream
         self._accepts = accepts
         self._env = env
+        self._cwd = cwd
         self.reader = ConsoleReader()
         self.blame = Blame(self.name)
         self.child: Child | None = None
@@ -107,6 +109,7 @@ class DevServer:
             terminal=terminal,
             columns=columns,
             env=self._env,
+            cwd=self._cwd,
         )
         self.log.message(f"started {self.name} (pid {self.child.pid}): {shlex.join(self.argv)}")
         if self.upstream is not None:
