@@ -544,6 +544,8 @@ async def run(
             stopping.cancel()
     if devserver is not None:
         await devserver.stop(hurry)
+    if hurry.is_set() and code == 0:
+        code = EXIT_INTERRUPTED  # a second Ctrl-C, also while the dev server stopped
     server.log.close()  # a reader that stopped reading gets 2 s, not forever
     for sig in (signal.SIGINT, signal.SIGTERM):
         # A repeated SIGTERM (``docker stop`` racing a supervisor) while the interpreter

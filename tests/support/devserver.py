@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,19 +135,23 @@ class Supervised:
         self.wait()
 
 
+def _processes() -> Iterator[tuple[int, Path]]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            yield int(entry.name), entry
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes in process group ``pgid``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, entry in _processes():
         try:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry.name))
+            found.append(pid)
     return found
 
 
@@ -170,17 +174,15 @@ def gone(pids: list[int], pgid: int | None = None, timeout: float = 6.0) -> bool
 
 
 def watchdogs_of(pgid: int) -> list[int]:
-    """The watchdog processes guarding group ``pgid`` (``python -I -S -c ... PGID``)."""
+    """The watchdog processes guarding group ``pgid`` (``python -I -S child.py PGID``)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid, entry in _processes():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"-I" in argv and b"-S" in argv and argv[-2:-1] == [str(pgid).encode()]:
-            found.append(int(entry.name))
+            found.append(pid)
     return found
 
 
