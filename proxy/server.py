@@ -243,9 +243,7 @@ class ProxyServer:
             cfg = replace(old.config, upstream=url)
             # The same generation number (the config did not change), a new client.
             self.generation = Generation.build(old.number, cfg, self._make_client(cfg))
-            asyncio.get_running_loop().call_later(
-                60, lambda: asyncio.ensure_future(old.client.close())
-            )
+            self._retire(old.client)
         target = self.generation.target
         return target.host, target.port
 
