@@ -17,7 +17,7 @@ from proxy.config.model import (
     ENV_UPSTREAM,
     Config,
     Overrides,
-    describe,
+    check_lines,
     merge_overrides,
     overrides_from_env,
 )
@@ -108,17 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cors-proxy: config error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if check:
-        return _check(cfg, path)
+        return _check(cfg)
     return _serve(cfg, path, overrides, command)
 
 
-def _check(cfg: Config, path: str | None) -> int:
+def _check(cfg: Config) -> int:
     try:
-        print(f"config OK: {path or '(no file: flags and environment)'}")
-        for line in describe(cfg):
-            print(f"  {line}")
-        for warning in cfg.warnings:
-            print(f"warning: {warning}")
+        for line in check_lines(cfg):
+            print(line)
         sys.stdout.flush()
     except BrokenPipeError:
         # `cors-proxy check ... | head -1`: the reader has what it wanted. Like other

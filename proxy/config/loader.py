@@ -7,6 +7,7 @@ check`` and startup can print one line per problem and exit 2.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import ssl
@@ -21,6 +22,7 @@ from proxy.config.model import (
     DEFAULT_METHODS,
     Config,
     HostHeader,
+    InspectorConfig,
     LogFormat,
     Overrides,
     UpstreamCors,
@@ -46,11 +48,14 @@ TOP_KEYS: Final = (
     "log_format",
     "explain",
     "limits",
+    "inspector",
     "rules",
 )
 TIMEOUT_KEYS: Final = ("connect", "read")
 TLS_KEYS: Final = ("verify", "ca_file")
 LIMIT_KEYS: Final = ("max_body_bytes", "max_connections")
+INSPECTOR_KEYS: Final = ("enabled", "allow", "keep", "hosts")
+MAX_KEEP: Final = 100_000  # exchanges the inspector may keep (README: limits)
 RULE_KEYS: Final = (
     "name",
     "paths",
@@ -176,6 +181,7 @@ class _Validator:
             self.unknown_keys("limits.", limits, LIMIT_KEYS)
             max_body = self.count("limits.max_body_bytes", limits.get("max_body_bytes"), 0)
             max_conns = self.count("limits.max_connections", limits.get("max_connections"), 1)
+        inspector = self.inspector(data.get("inspector", {}))
         rules = self.rules(data.get("rules", []))
         if self.problems:
             raise ConfigError(self.problems)
@@ -195,9 +201,49 @@ class _Validator:
             explain=explain,
             max_body_bytes=max_body,
             max_connections=max_conns,
+            inspector=inspector,
             rules=rules,
             warnings=tuple(self.warnings),
         )
+
+    def inspector(self, value: Any) -> InspectorConfig:
+        default = InspectorConfig()
+        if value is None:
+            return default
+        if isinstance(value, bool):  # `inspector: false` reads naturally: allow it
+            return replace(default, enabled=value)
+        if not isinstance(value, dict):
+            self.error(
+                "inspector",
+                f"expected a mapping with {', '.join(INSPECTOR_KEYS)} or true/false, "
+                f"got {_kind(value)}",
+            )
+            return default
+        self.unknown_keys("inspector.", value, INSPECTOR_KEYS)
+        enabled = self.flag("inspector.enabled", value.get("enabled", default.enabled))
+        allow = []
+        for i, item in enumerate(self.str_list("inspector.allow", value.get("allow", []))):
+            try:
+                allow.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                self.error(
+                    f"inspector.allow[{i}]",
+                    f"{item!r} is not an IP address or network (e.g. 192.168.1.0/24, ::1)",
+                )
+        keep = value.get("keep", default.keep)
+        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= MAX_KEEP:
+            self.error("inspector.keep", f"expected a whole number 1 to {MAX_KEEP}, got {keep!r}")
+            keep = default.keep
+        hosts = []
+        for i, item in enumerate(self.str_list("inspector.hosts", value.get("hosts", []))):
+            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", item):
+                self.error(
+                    f"inspector.hosts[{i}]",
+                    f"{item!r} is not a host name (no scheme, no port: e.g. devbox.lan)",
+                )
+            else:
+                hosts.append(item.lower())
+        return InspectorConfig(enabled, tuple(allow), keep, tuple(hosts))
 
     # -- scalar helpers ------------------------------------------------------------------
 

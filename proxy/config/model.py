@@ -109,6 +109,20 @@ class UpstreamTls:
 
 
 @dataclass(frozen=True)
+class InspectorConfig:
+    """``inspector:``: the live page at ``/__cors-proxy__/`` and its JSON API."""
+
+    enabled: bool = True
+    # Client networks (CIDR or addresses) allowed besides loopback; ("0.0.0.0/0", "::/0")
+    # is everyone. Loopback (and, in a container, its gateway: a published port) always.
+    allow: tuple[str, ...] = ()
+    keep: int = 500  # exchanges kept in memory, newest first (a ring: the oldest go)
+    # Host names accepted besides localhost, *.localhost and IP literals (a page on a
+    # DNS-rebinding name must not read the inspector as if it were its own origin).
+    hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration. ``warnings`` are printed at startup and by ``check``."""
 
@@ -125,6 +139,7 @@ class Config:
     explain: bool = False  # print curl commands reproducing each blocked exchange
     max_body_bytes: int | None = None  # larger request bodies get 413; None: no limit
     max_connections: int | None = None  # more connections wait unread; None: no limit
+    inspector: InspectorConfig = InspectorConfig()
     rules: tuple[CorsRule, ...] = ()
     # --candidate FILE: stricter rules whose refusals are only logged (report-only)
     candidate: tuple[CorsRule, ...] | None = None
@@ -225,6 +240,7 @@ def describe(cfg: Config) -> list[str]:
     ]
     if cfg.target.scheme == "https" or cfg.upstream_tls != UpstreamTls():
         lines.insert(2, cfg.upstream_tls.describe())
+    lines.append(describe_inspector(cfg.inspector))
     for i, r in enumerate(cfg.rules):
         lines.append(f"rules[{i}] {r.name!r}: paths {', '.join(r.paths) or '(every path)'}")
         show: Callable[[tuple[str, ...]], str] = lambda t: ", ".join(t) or "-"  # noqa: E731
@@ -251,3 +267,19 @@ def describe(cfg: Config) -> list[str]:
             " would block is logged, the rules above decide"
         )
     return lines
+
+
+def check_lines(cfg: Config) -> list[str]:
+    """What ``cors-proxy check`` prints for a valid config (the inspector shows it too)."""
+    lines = [f"config OK: {cfg.source or '(no file: flags and environment)'}"]
+    lines += [f"  {line}" for line in describe(cfg)]
+    lines += [f"warning: {w}" for w in cfg.warnings]
+    return lines
+
+
+def describe_inspector(ins: InspectorConfig) -> str:
+    if not ins.enabled:
+        return "inspector: off"
+    who = "loopback" + (f", {', '.join(ins.allow)}" if ins.allow else " only")
+    hosts = f"; hosts also {', '.join(ins.hosts)}" if ins.hosts else ""
+    return f"inspector: /__cors-proxy__/ for {who}; keeps the last {ins.keep} exchanges{hosts}"

@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from proxy.config.loader import load
-from proxy.config.model import Config, Overrides, UpstreamTarget, describe, overrides_from_env
+from proxy.config.model import (
+    Config,
+    InspectorConfig,
+    Overrides,
+    UpstreamTarget,
+    describe,
+    overrides_from_env,
+)
 from proxy.errors import ConfigError
 from tests.support import ROOT
 
@@ -45,6 +52,20 @@ def test_defaults_are_safe() -> None:
     assert cfg == Config(source=None)
     assert cfg.listen_host == "127.0.0.1"  # never all interfaces unless asked
     assert cfg.rules == ()
+
+
+def test_inspector_key(tmp_path: Path) -> None:
+    assert load(None).inspector == InspectorConfig(True, (), 500, ())
+    cfg = load(write(tmp_path, {"inspector": {"allow": ["192.168.1.7", "fd00::/8"], "keep": 50,
+                                              "hosts": ["DevBox.lan"]}}))  # fmt: skip
+    assert cfg.inspector == InspectorConfig(
+        True, ("192.168.1.7/32", "fd00::/8"), 50, ("devbox.lan",)
+    )
+    assert "inspector: /__cors-proxy__/ for loopback, 192.168.1.7/32, fd00::/8; keeps the last " \
+        "50 exchanges; hosts also devbox.lan" in describe(cfg)  # fmt: skip
+    off = load(write(tmp_path, {"inspector": False}))
+    assert not off.inspector.enabled
+    assert "inspector: off" in describe(off)
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
@@ -103,6 +124,21 @@ def test_normalization_warns(tmp_path: Path) -> None:
         (
             {"rules": [{"origin_regex": "https://(x"}]},
             "rules[0].origin_regex: 'https://(x' is not a valid regex",
+        ),
+        (
+            {"inspector": {"enable": True}},
+            "inspector.enable: unknown key (did you mean 'enabled'?)",
+        ),
+        ({"inspector": "yes"}, "inspector: expected a mapping with enabled, allow, keep, hosts"),
+        ({"inspector": {"enabled": "no"}}, "inspector.enabled: expected true or false, got 'no'"),
+        (
+            {"inspector": {"allow": ["192.168.1.0/24", "lan"]}},
+            "inspector.allow[1]: 'lan' is not an IP address or network",
+        ),
+        ({"inspector": {"keep": 0}}, "inspector.keep: expected a whole number 1 to 100000, got 0"),
+        (
+            {"inspector": {"hosts": ["http://devbox:8080"]}},
+            "inspector.hosts[0]: 'http://devbox:8080' is not a host name",
         ),
         (
             {"rules": [{"origins": ["localhost:3000"]}]},
