@@ -1,7 +1,8 @@
 """The one layering rule of ``proxy/``, checked on every module's imports.
 
-- The pure layers (``policy/``, ``diagnosis/``, ``export/``, the config model and lint, the
-  log record, ``errors``) import only the standard library's pure modules and each other.
+- The pure layers (``policy/``, ``diagnosis/``, ``export/``, ``inspector/``, the config
+  model and lint, the log record, ``errors``) import only the standard library's pure
+  modules and each other.
 - ``config/loader.py`` is the one YAML reader; ``log/sink.py`` writes a stream.
 - Only ``http/`` and the wiring on top (``server``, ``forward``, ``generation``, ``cli``)
   do network I/O, and nothing but those imports ``http/``.
@@ -27,7 +28,7 @@ from tests.support import ROOT
 PROXY = ROOT / "proxy"
 
 PURE = ("proxy.errors", "proxy.policy", "proxy.diagnosis", "proxy.config.model",
-        "proxy.config.lint", "proxy.log.record", "proxy.export")  # fmt: skip
+        "proxy.config.lint", "proxy.log.record", "proxy.export", "proxy.inspector")  # fmt: skip
 # Standard-library modules that do I/O or run things: never in a pure module.
 IO_STDLIB = frozenset(
     {"asyncio", "socket", "ssl", "selectors", "signal", "subprocess", "threading",
@@ -59,6 +60,7 @@ LAYERS: list[tuple[str, Layer]] = [  # first matching glob wins
     ("proxy/config/*", Layer("config model", PURE, (), io=False)),
     ("proxy/log/*", Layer("log record", PURE, (), io=False)),
     ("proxy/export/*", Layer("export", PURE, (), io=False)),
+    ("proxy/inspector/*", Layer("inspector", PURE, (), io=False)),
     ("proxy/errors.py", Layer("errors", PURE, (), io=False)),
     ("proxy/*.py", Layer("wiring", (), None, io=True)),
 ]
