@@ -25,9 +25,11 @@ from proxy.errors import UpstreamBodyError, UpstreamError, UpstreamUnavailable
 from proxy.export.learn import Observation
 from proxy.export.report import actual_report, preflight_report
 from proxy.generation import Generation, RequestPlan, ResponsePlan
+from proxy.http.aiohttp_server import AiohttpRequest
 from proxy.http.downstream import Fields, Replay, RequestView, ResponseSink
 from proxy.http.probe import unreachable_hint
 from proxy.http.upstream import UpstreamResponse
+from proxy.inspector.ring import MAX_HEAD_BYTES, HeaderItems, Ring, bounded_fields
 from proxy.log.record import CorsWord, LineStart, LineTemplate, Record
 from proxy.policy.cors import PROXY_ERROR_HEADER, ActualDecision
 from proxy.policy.headers import HeaderList, upstream_request_headers
@@ -63,17 +65,23 @@ class Watch(Protocol):
     def forget(self, rec: Record) -> None: ...
 
 
+Sent = Sequence[tuple[str, str]]  # the response fields an exchange sent, for the inspector
+
+
 class Forwarder:
     def __init__(
         self,
         current: Callable[[], Generation],
         log: Log,
         observe: Callable[[Observation], None] | None = None,
+        ring: Ring | None = None,
     ) -> None:
         self.current = current
         self.log = log
         self.explainer = Explainer()  # what the log has said already (bounded)
         self.observe = observe  # learning mode: every allowed cross-origin exchange
+        self.ring = ring  # the inspector's memory of recent exchanges; None: it is off
+        self.last_failure: dict[str, object] | None = None  # the upstream's, for the page
         self.watch: Watch | None = None
         # Exchanges in flight, by id(record): (record, start, task). Shutdown names them,
         # and writes the lines of those it cuts off.
@@ -173,16 +181,20 @@ class Forwarder:
         if gen.config.explain and rec.cors == "denied":
             rec.repro = _repro(request, origin or "", request.method, None)
         key = self.track(rec, started)
+        sent = None
         try:
-            await self.send_upstream(request, response, gen, decision, rec, plan)
+            sent = await self.send_upstream(request, response, gen, decision, rec, plan)
         finally:
-            rec.ms = (time.monotonic() - started) * 1000
+            ended = time.monotonic()
+            rec.ms = (ended - started) * 1000
             start = None
             if plan is not None:
                 start = plan.line
                 if start is None:
                     start = plan.line = self.log.start(rec)
             self.done(key, rec, start)
+            if self.ring is not None:  # the same record: a traceback joined later shows
+                self.ring.add(rec, _kept_request(request), sent, ended)
 
     # -- preflight ------------------------------------------------------------------------
 
@@ -252,9 +264,13 @@ class Forwarder:
                 return None
             fields = Fields(d.headers)
             response.respond(204, fields)
-            return Replay(204, fields, self.log.template(rec)) if plan is not None else None
+            if plan is None:
+                return None
+            return Replay(204, fields, self.log.template(rec), rec, request.headers)
         finally:
             self.log.record(rec)
+            if self.ring is not None:
+                self.ring.add(rec, _kept_request(request), d.headers, time.monotonic())
 
     def _preflight_seen(
         self,
@@ -292,13 +308,14 @@ class Forwarder:
         decision: ActualDecision,
         rec: Record,
         plan: RequestPlan | None = None,
-    ) -> None:
+    ) -> Sent | None:
         """Send the request upstream, retrying while it restarts (``upstream_wait``)."""
         cfg = gen.config
         raw = request.header_list()
         if raw is None:
             rec.status, rec.reason = 400, "request header is not valid UTF-8"
-            return response.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
+            response.respond(400, [], "cors-proxy: a request header is not UTF-8\n")
+            return None
         limit = cfg.max_body_bytes
         expect = request.headers.get("Expect", "").lower()
         if limit is not None and (request.content_length or 0) > limit:
@@ -311,7 +328,8 @@ class Forwarder:
         if expect:
             if expect != "100-continue":
                 rec.status = 417
-                return response.respond(417, [], "cors-proxy: unsupported Expect\n")
+                response.respond(417, [], "cors-proxy: unsupported Expect\n")
+                return None
             if request.http11:
                 await response.send_continue()
         if self.watch is not None and not self.watch.ready:
@@ -348,7 +366,8 @@ class Forwarder:
             except UpstreamUnavailable as exc:
                 if isinstance(body, _LimitedBody) and body.exceeded:
                     assert limit is not None
-                    return _too_large(response, decision, rec, limit)
+                    _too_large(response, decision, rec, limit)
+                    return None
                 closes += exc.sent
                 if not _may_retry(exc, request.method, body) or closes > MAX_CLOSED_RETRIES:
                     return await self.answer_unreachable(request, response, gen, exc, rec)
@@ -391,7 +410,7 @@ class Forwarder:
         up: UpstreamResponse,
         rec: Record,
         retried: bool,
-    ) -> None:
+    ) -> Sent:
         """Stream the upstream's answer to the client with the rule's CORS headers."""
         cfg = gen.config
         override = cfg.upstream_cors == "override"
@@ -421,6 +440,8 @@ class Forwarder:
                 decision.allowed, override, up.status, head.upstream_cors, head.cookies, retried
             ):
                 self._explain(request, gen, decision, up, rec, head, capture, retried)
+        sent = head.fields.items
+        return sent if head.size <= MAX_HEAD_BYTES else bounded_fields(sent)
 
     def _actual_seen(
         self,
@@ -502,7 +523,7 @@ class Forwarder:
         gen: Generation,
         exc: UpstreamError,
         rec: Record,
-    ) -> None:
+    ) -> Sent:
         """502/504 with the rule's CORS headers when the upstream cannot be reached."""
         decision = gen.policy.actual(path=request.raw_path, origin=rec.origin, error=True)
         headers: HeaderList = [(PROXY_ERROR_HEADER, exc.reason)]
@@ -526,9 +547,19 @@ class Forwarder:
                 credentials = credentials_mode(request.headers)
                 path = _rule_path(request.raw_path)
                 self.observe(Observation(rec.origin, path, request.method, (), (), credentials))
+        self.last_failure = {"time": time.time(), "reason": exc.reason, "detail": detail}
         response.respond(
             exc.status, headers, json.dumps(body) + "\n", content_type="application/json"
         )
+        return headers
+
+
+def _kept_request(request: RequestView) -> HeaderItems | Sent:
+    """The request's headers for the inspector: the fast lane's are small by
+    construction (its heads are at most MAX_HEAD_BYTES); aiohttp's are copied, bounded."""
+    if isinstance(request, AiohttpRequest):
+        return bounded_fields(request.headers.items())
+    return request.headers
 
 
 def _url(request: RequestView) -> str:

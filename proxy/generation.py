@@ -120,6 +120,7 @@ class ResponsePlan(NamedTuple):
     fields: Fields  # the upstream's, filtered, then CORS, then Vary; serialized once
     cookies: tuple[str, ...]  # the upstream's Set-Cookie values, in order
     upstream_cors: tuple[tuple[str, str], ...]  # its own Access-Control-* fields
+    size: int  # characters in ``fields`` (the inspector keeps small ones by reference)
 
 
 def response_plan_size(fields: Sequence[tuple[str, str]], client_origin: str) -> int:
@@ -199,6 +200,6 @@ class Generation:
                 upstream_origins=config.target.aliases,
                 client_origin=client_origin,
             )
-            plan = ResponsePlan(Fields(head.fields), head.cookies, head.upstream_cors)
+            plan = ResponsePlan(Fields(head.fields), head.cookies, head.upstream_cors, head.size)
             self.responses.put(key, plan, response_plan_size(fields, client_origin))
         return plan, date

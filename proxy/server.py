@@ -40,11 +40,13 @@ from proxy.http.aiohttp_server import (
 from proxy.http.downstream import Replay
 from proxy.http.endpoints import OWN_PREFIX, own_endpoint
 from proxy.http.fastlane import FastRequest, FastResponse, FastServer, parse_head
+from proxy.http.inspector import Inspector, container_gateways
 from proxy.http.probe import accepts
 from proxy.http.rawclient import RawUpstream
 from proxy.http.tls import client_context
 from proxy.http.upstream import UpstreamClient
 from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
+from proxy.inspector.ring import Ring, bounded_fields
 from proxy.log.record import Record, safe
 from proxy.log.sink import LogSink
 
@@ -94,7 +96,14 @@ class ProxyServer:
         self._make_client = make_client or _default_client
         self.generation = Generation.build(1, config, self._make_client(config))
         # observe: learning mode, every allowed cross-origin exchange
-        self.forwarder = Forwarder(lambda: self.generation, self.log, observe)
+        # The inspector: the last exchanges, kept while it is enabled, and its page.
+        self.ring = Ring(config.inspector.keep)
+        self.inspector = Inspector(
+            self.ring, lambda: (self.generation.number, self.generation.config), self.state
+        )
+        self.last_reload: dict[str, Any] | None = None
+        ring = self.ring if config.inspector.enabled else None
+        self.forwarder = Forwarder(lambda: self.generation, self.log, observe, ring)
         self.ws_session: aiohttp.ClientSession | None = None
         self.open_sockets: weakref.WeakSet[AnyWebSocket] = weakref.WeakSet()
         self.runner: web.ServerRunner | None = None
@@ -134,7 +143,7 @@ class ProxyServer:
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.raw_path.startswith(OWN_PREFIX):
-            return await own_endpoint(request, self.health, self.learned)
+            return await own_endpoint(request, self.health, self.learned, self.inspector)
         if is_upgrade(request):
             return await self.websocket(request)
         response = AiohttpResponse(request, send_timeout=SEND_TIMEOUT)
@@ -173,8 +182,15 @@ class ProxyServer:
         assert self.server is not None
         return self.server.handler()
 
-    def log_line(self, text: str) -> None:
-        self.log.line(text)
+    def replayed(self, replay: Replay, started: float) -> None:
+        """The log line of a preflight the fast lane answered again from ``replay``
+        (the same head as before), and the exchange kept for the inspector."""
+        ended = time.monotonic()
+        ms = (ended - started) * 1000
+        self.log.line(replay.line.render(ms))
+        ring = self.forwarder.ring
+        if ring is not None and replay.rec is not None:
+            ring.again(replay.rec, replay.request or (), replay.fields.items, ended, ms)
 
     def internal_error(self, text: str) -> None:
         self.log.message(text)
@@ -215,8 +231,11 @@ class ProxyServer:
                 rec=rec,
             )
         finally:
-            rec.ms = (time.monotonic() - started) * 1000
+            ended = time.monotonic()
+            rec.ms = (ended - started) * 1000
             self.forwarder.done(key, rec)
+            if gen.config.inspector.enabled:
+                self.ring.add(rec, bounded_fields(request.headers.items()), None, ended)
 
     async def health(self) -> dict[str, Any]:
         """The body of ``/__cors-proxy__/health``."""
@@ -232,6 +251,19 @@ class ProxyServer:
             "config": self.config_path,
             "log": {"dropped_lines": self.log.dropped, "waiting_bytes": self.log.waiting},
             "devserver": self.devserver.health() if self.devserver is not None else None,
+        }
+
+    async def state(self) -> dict[str, Any]:
+        """What the inspector's config panel shows besides the rules."""
+        health = await self.health()
+        return {
+            "last_reload": self.last_reload,
+            "upstream": {
+                "url": health["upstream"],
+                "reachable": health["upstream_reachable"],
+                "last_failure": self.forwarder.last_failure,
+            },
+            "health": health,
         }
 
     def use_upstream(self, url: str) -> tuple[str, int]:
@@ -262,6 +294,7 @@ class ProxyServer:
                 f"config reload ({why}) rejected; generation {old.number} stays active",
                 generation=old.number,
             )
+            self._reloaded(why, False, old.number, [f"config error: {p}" for p in exc.problems])
             return False
         for warning in cfg.warnings:
             self.log.message(f"config warning: {warning}")
@@ -284,12 +317,25 @@ class ProxyServer:
                     f" effect after a restart (listening on {_address(host, self.port)})"
                 )
         self.generation = gen
+        self.ring.resize(cfg.inspector.keep)
+        self.forwarder.ring = self.ring if cfg.inspector.enabled else None
         self.log.message(
             f"config generation {gen.number} active ({why}): {len(cfg.rules)} rule(s), "
             f"upstream {cfg.upstream}",
             generation=gen.number,
         )
+        self._reloaded(why, True, gen.number, [f"config warning: {w}" for w in cfg.warnings])
         return True
+
+    def _reloaded(self, why: str, applied: bool, number: int, messages: list[str]) -> None:
+        self.last_reload = {
+            "time": time.time(),
+            "why": why,
+            "applied": applied,
+            "generation": number,
+            "messages": messages,
+        }
+        self.inspector.config_changed()
 
     def _retire(self, client: UpstreamClient) -> None:
         """Close ``client`` once the exchanges in flight on it are done: ``RETIRE_AFTER``
@@ -323,6 +369,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         cfg = self.generation.config
+        self.inspector.extra_clients = container_gateways()
         self.forwarder.watch = self.devserver
         server_log = logging.getLogger("aiohttp.server")
         server_log.addHandler(self._log_bridge)
@@ -361,6 +408,7 @@ class ProxyServer:
         if self.site is not None:
             site, self.site = self.site, None  # stop() may run twice (tests, signals)
             await site.stop()  # no new connections from here on
+        self.inspector.close()  # open pages' event streams end
         closing = [
             asyncio.wait_for(
                 ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"proxy shutting down"),
@@ -418,6 +466,16 @@ class ProxyServer:
         cfg = self.generation.config
         host = self.listening[0] if self.listening is not None else cfg.listen_host
         return f"listening on http://{_address(host, self.port)} -> {cfg.upstream}"
+
+    def inspector_line(self) -> str | None:
+        """The line after the startup line: where the inspector page is (None: off)."""
+        cfg = self.generation.config
+        if not cfg.inspector.enabled:
+            return None
+        host = self.listening[0] if self.listening is not None else cfg.listen_host
+        if host in ("0.0.0.0", "::", ""):  # every interface: this machine's own name
+            host = "localhost"
+        return f"inspector: http://{_address(host, self.port)}{OWN_PREFIX}"
 
 
 def _address(host: str, port: int) -> str:
@@ -501,7 +559,9 @@ async def run(
     line = server.listening_line()
     if devserver is not None and devserver.upstream is None:
         line = line.rsplit(" -> ", 1)[0] + f" -> {devserver.name} (the address it prints)"
-    print(line, *more_lines, sep="\n", file=stdout, flush=True)
+    inspector = server.inspector_line()
+    after = (inspector, *more_lines) if inspector is not None else tuple(more_lines)
+    print(line, *after, sep="\n", file=stdout, flush=True)
     if devserver is not None:
         try:
             devserver.start()

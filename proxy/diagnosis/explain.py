@@ -377,6 +377,29 @@ def credentials_mode(headers: Container[str]) -> bool:
     return "Cookie" in headers or "Authorization" in headers
 
 
+def cookie_problems(
+    set_cookies: Sequence[str],
+    *,
+    page_origin: str,
+    proxy_origin: str,
+    credentials_allowed: bool,
+    rule: str | None,
+) -> list[str]:
+    """One message per Set-Cookie the browser will drop or not send back, with the fixes
+    (the log says each once; the inspector shows them on every exchange)."""
+    verdicts = (
+        diagnose_set_cookie(
+            value,
+            page_origin=page_origin,
+            proxy_origin=proxy_origin,
+            credentials_allowed=credentials_allowed,
+            rule=rule,
+        )
+        for value in set_cookies
+    )
+    return [problem for c in verdicts if (problem := _cookie_problem(c))]
+
+
 def _cookie_problem(c: CookieVerdict) -> str:
     """One message for a Set-Cookie the browser will drop or not send back, with the
     fixes; "" when the browser keeps and sends it."""

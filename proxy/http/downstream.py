@@ -16,7 +16,7 @@ from typing import Protocol
 
 from multidict import MultiMapping
 
-from proxy.log.record import LineTemplate
+from proxy.log.record import LineTemplate, Record
 from proxy.policy.headers import HeaderList
 
 
@@ -138,14 +138,24 @@ class Replay:
     """A whole answer without a body that every request with the same head gets (an
     allowed preflight's 204, under one config generation), and its log line with the
     time left open. ``answer``: its status line and fields, without ``Date`` and the
-    blank line."""
+    blank line. ``rec`` and ``request``: the exchange it repeats, for the inspector."""
 
-    __slots__ = ("answer", "line")
+    __slots__ = ("answer", "fields", "line", "rec", "request")
 
-    def __init__(self, status: int, fields: Fields, line: LineTemplate) -> None:
+    def __init__(
+        self,
+        status: int,
+        fields: Fields,
+        line: LineTemplate,
+        rec: Record | None = None,
+        request: MultiMapping[str] | None = None,
+    ) -> None:
         phrase = HTTPStatus(status).phrase.encode("ascii")
         self.answer = b"HTTP/1.1 %d %s\r\n%s" % (status, phrase, fields.wire().data)
+        self.fields = fields
         self.line = line
+        self.rec = rec
+        self.request = request
 
 
 def encode_head(head: str) -> bytes:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from proxy.inspector.access import client_allowed
+
+if TYPE_CHECKING:
+    from proxy.http.inspector import Inspector
 
 OWN_PREFIX = "/__cors-proxy__/"
 
@@ -15,23 +19,20 @@ async def own_endpoint(
     request: web.BaseRequest,
     health: Callable[[], Awaitable[dict[str, Any]]],
     learned: Callable[[], str] | None = None,
+    inspector: Inspector | None = None,
 ) -> web.StreamResponse:
-    if request.path == OWN_PREFIX + "health":
+    name = request.path.removeprefix(OWN_PREFIX) if request.path.startswith(OWN_PREFIX) else None
+    if name == "health":
         return web.json_response(await health(), headers={"Cache-Control": "no-store"})
-    if request.path == OWN_PREFIX + "learned" and learned is not None:
-        if not _loopback(request.remote):
+    if name == "learned" and learned is not None:
+        if not client_allowed(request.remote or "", ()):
             return web.Response(status=403, text="cors-proxy: loopback clients only\n")
         return web.Response(
             text=learned(), content_type="application/yaml", headers={"Cache-Control": "no-store"}
         )
+    if name is not None and inspector is not None:
+        return await inspector.handle(request, name)
     return web.json_response(
         {"error": "not found", "detail": f"{OWN_PREFIX} is reserved for cors-proxy"},
         status=404,
     )
-
-
-def _loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False

@@ -158,8 +158,9 @@ class LaneHandler(Protocol[P]):
         """aiohttp's handler, for a connection handed over."""
         ...
 
-    def log_line(self, text: str) -> None:
-        """Write a rendered line to the proxy's log (a replayed answer's)."""
+    def replayed(self, replay: Replay, started: float) -> None:
+        """``replay`` was sent again (to a request that began at ``started``, a
+        ``time.monotonic()`` reading): its log line, and the exchange kept."""
         ...
 
     def internal_error(self, text: str) -> None:
@@ -422,7 +423,7 @@ class FastLane(asyncio.Protocol, Generic[P]):
             self.send(data)
         except ConnectionError:
             return False
-        self.handler.log_line(replay.line.render((time.monotonic() - started) * 1000))
+        self.handler.replayed(replay, started)
         if not keep_alive:
             self.close()
         return keep_alive

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from proxy.config.model import Config
+from proxy.policy.cors import CorsRule
 
 _ADD = re.compile(
     r"add (?P<items>.+) to rules\[(?P<index>\d+)\]\.(?P<key>origins|allow_headers|allow_methods)"
@@ -41,10 +42,9 @@ def yaml_fix(fix: str, config: Config, origin: str | None = None) -> YamlFix | N
         return None
     m = _ADD.fullmatch(fix)
     if m:
-        index = int(m["index"])
-        if index >= len(config.rules):
+        index, rule = _rule(config, m)
+        if rule is None:
             return None
-        rule = config.rules[index]
         key = m["key"]
         have: tuple[str, ...] = getattr(rule, key)
         if key == "origins":
@@ -66,10 +66,9 @@ def yaml_fix(fix: str, config: Config, origin: str | None = None) -> YamlFix | N
         )
     m = _SET.fullmatch(fix)
     if m:
-        index = int(m["index"])
-        if index >= len(config.rules):
+        index, rule = _rule(config, m)
+        if rule is None:
             return None
-        rule = config.rules[index]
         return YamlFix(
             f"rules[{index}] ({rule.name})",
             m["key"],
@@ -84,3 +83,9 @@ def yaml_fix(fix: str, config: Config, origin: str | None = None) -> YamlFix | N
         paths = json.dumps(path)
         return YamlFix("rules", "rules", f"- {{paths: [{paths}], origins: [{json.dumps(origin)}]}}")
     return None
+
+
+def _rule(config: Config, m: re.Match[str]) -> tuple[int, CorsRule | None]:
+    """The rule a fix names (``rules[N]``), if the running config has it."""
+    index = int(m["index"])
+    return index, config.rules[index] if index < len(config.rules) else None

@@ -7,12 +7,12 @@ built from its entry only when someone asks (``proxy.inspector.view``).
 Memory is bounded in bytes: a kept exchange is its ``Record`` and its two header lists,
 never a body. The header lists handed to ``add`` are at most ``MAX_HEAD_BYTES`` each
 (the fast lane's heads are smaller by construction; anything else goes through
-``bounded_fields`` first), and a record with a long field is kept as a trimmed copy.
+``bounded_fields`` first), and a record whose text can outgrow its request head (the
+browser's words, hints, curl commands) is kept as a trimmed copy.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -32,7 +32,6 @@ MAX_TEXT = 1024  # reason, note, fix, each hint
 MAX_DIAGNOSIS = 2048
 MAX_CONSOLE = 4096  # Chromium's words hold the URL and the origin
 MAX_HINTS = 8
-SMALL_RECORD = 4096  # characters: a record whose text fields sum to less is kept as is
 MAX_ORIGINS = 64  # distinct origins counted one by one; the rest count as "other"
 OTHER = "(other origins)"
 
@@ -45,13 +44,14 @@ class HeaderItems(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-# id, wall-clock time (s), ms, the record, request headers, response headers (None: no
-# response was sent, e.g. the client went away first)
+# id, when it ended (time.monotonic(), which the forwarder reads anyway), ms, the record,
+# request headers, response headers (None: no response was sent, e.g. the client went
+# away first)
 Entry = tuple[int, float, float, Record, "HeaderItems | Fields", "Fields | None"]
 
 
 class Counts:
-    """Exchanges, blocked ones and upstream errors (status >= 500), since the last clear."""
+    """Exchanges, blocked ones and upstream errors (status >= 500) of one origin."""
 
     __slots__ = ("blocked", "errors", "requests")
 
@@ -70,8 +70,7 @@ class Ring:
     def __init__(self, keep: int) -> None:
         self.entries: deque[Entry] = deque(maxlen=keep)
         self.last_id = 0  # ids grow for the process's life: a page asks "after id N"
-        self.total = Counts()
-        self.origins: dict[str | None, Counts] = {}
+        self.origins: dict[str | None, Counts] = {}  # the totals are their sums
         # Called after each capture while someone listens (the page's events); None
         # otherwise, so an exchange nobody watches costs no call.
         self.wake: Callable[[], None] | None = None
@@ -84,48 +83,53 @@ class Ring:
         if keep != self.keep:
             self.entries = deque(self.entries, maxlen=keep)
 
-    def add(self, rec: Record, request: HeaderItems | Fields, response: Fields | None) -> None:
-        """Keep one exchange. Both header lists must be within ``MAX_HEAD_BYTES``
-        (see the module doc); the record is trimmed here when it is large."""
-        self._keep(rec.ms, rec, request, response)
-
-    def add_again(
-        self, rec: Record, request: HeaderItems | Fields, response: Fields | None, ms: float
+    def add(
+        self,
+        rec: Record,
+        request: HeaderItems | Fields,
+        response: Fields | None,
+        ended: float,
+        ms: float | None = None,
     ) -> None:
-        """A preflight answered again from an earlier decision: the same record, its
-        own time."""
-        self._keep(ms, rec, request, response)
+        """Keep one exchange (the hot path: references and counters only). Both header
+        lists must be within ``MAX_HEAD_BYTES`` (see the module doc); ``ended`` is
+        ``time.monotonic()`` at its end. ``ms``: a preflight answered again from an
+        earlier decision, its record shared, with its own time.
 
-    def _keep(
-        self, ms: float, rec: Record, request: HeaderItems | Fields, response: Fields | None
-    ) -> None:
-        if (
-            rec.hints
-            or rec.repro
-            or len(rec.path)
-            + len(rec.origin or "")
-            + len(rec.reason)
-            + len(rec.console)
-            + len(rec.diagnosis)
-            + len(rec.note)
-            + len(rec.fix)
-            > SMALL_RECORD
-        ):
+        A record's text grows with the request head (at most the fast lane's 16 KiB)
+        only when the oracle or the cookie doctor spoke: then it is kept trimmed."""
+        blocked = rec.verdict == "blocked"
+        if blocked or rec.hints or rec.repro:
             rec = bounded_record(rec)
         self.last_id = n = self.last_id + 1
-        self.entries.append((n, time.time(), ms, rec, request, response))
+        self.entries.append((n, ended, rec.ms if ms is None else ms, rec, request, response))
         counts = self.origins.get(rec.origin)
         if counts is None:
             counts = self._origin(rec.origin)
-        total = self.total
-        total.requests += 1
         counts.requests += 1
-        if rec.verdict == "blocked":
-            total.blocked += 1
+        if blocked:
             counts.blocked += 1
         if rec.status >= 500:
-            total.errors += 1
             counts.errors += 1
+        if self.wake is not None:
+            self.wake()
+
+    def again(
+        self,
+        rec: Record,
+        request: HeaderItems | Fields,
+        response: Fields | None,
+        ended: float,
+        ms: float,
+    ) -> None:
+        """``add`` for a preflight the fast lane answered again from an earlier 204: the
+        same (allowed) record, its own time; nothing to trim, nothing blocked."""
+        self.last_id = n = self.last_id + 1
+        self.entries.append((n, ended, ms, rec, request, response))
+        counts = self.origins.get(rec.origin)
+        if counts is None:
+            counts = self._origin(rec.origin)
+        counts.requests += 1
         if self.wake is not None:
             self.wake()
 
@@ -138,9 +142,17 @@ class Ring:
             counts = self.origins[key] = Counts()
         return counts
 
+    @property
+    def total(self) -> Counts:
+        total = Counts()
+        for counts in self.origins.values():
+            total.requests += counts.requests
+            total.blocked += counts.blocked
+            total.errors += counts.errors
+        return total
+
     def clear(self) -> None:
         self.entries.clear()
-        self.total = Counts()
         self.origins = {}
 
     def window(self, lo: int, hi: int) -> list[Entry]:

@@ -8,6 +8,7 @@ markup, and secrets are masked before they leave this module.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,12 @@ from proxy.inspector.ring import OTHER, Entry, Fields, HeaderItems, Ring
 
 PAIR_SECONDS = 10.0  # a request this soon after its preflight is shown as its pair
 _CORS_NAMES = frozenset({"origin", "vary", "x-cors-proxy-error"})
+# Header lists repeat from one exchange to the next (the fast lane's known heads, the kept
+# response plans): their rows and curl commands are made once per list object. Each
+# entry holds the object, so its id cannot be reused while the entry lives.
+KEPT_VIEWS = 64
+_rows: dict[int, tuple[object, list[dict[str, Any]]]] = {}
+_curls: dict[tuple[Any, ...], tuple[object, list[str]]] = {}
 
 
 def is_cors(name: str) -> bool:
@@ -47,6 +54,20 @@ def _header_rows(fields: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     return rows
 
 
+def wall_clock(monotonic: float) -> float:
+    """A ``time.monotonic()`` reading as seconds since the epoch (for people)."""
+    return monotonic + time.time() - time.monotonic()
+
+
+def _rows_of(headers: HeaderItems | Fields) -> list[dict[str, Any]]:
+    kept = _rows.get(id(headers))
+    if kept is not None and kept[0] is headers:
+        return kept[1]
+    rows = _header_rows(_pairs(headers))
+    _keep(_rows, id(headers), (headers, rows))
+    return rows
+
+
 def exchange(entry: Entry, config: Config, pair: int | None = None) -> dict[str, Any]:
     """Everything the page shows of one exchange."""
     ident, when, ms, rec, request, response = entry
@@ -67,7 +88,7 @@ def exchange(entry: Entry, config: Config, pair: int | None = None) -> dict[str,
         fix = {"text": mask_query(rec.fix), "yaml": found.as_dict() if found else None}
     return {
         "id": ident,
-        "time": round(when, 3),
+        "time": round(wall_clock(when), 3),
         "ms": round(ms, 2),
         "method": rec.method,
         "path": mask_query(rec.path),
@@ -89,9 +110,9 @@ def exchange(entry: Entry, config: Config, pair: int | None = None) -> dict[str,
         "upstream_error": mask_query(rec.diagnosis),
         "cookies": cookies,
         "note": "" if preflight and rec.note.startswith("for ") else mask_query(rec.note),
-        "curl": _curl(host, rec.path, rec.origin, acrm or rec.method, req, acrh),
-        "request_headers": _header_rows(req),
-        "response_headers": None if resp is None else _header_rows(resp),
+        "curl": _curl_of(request, host, rec.path, rec.origin, acrm or rec.method, req, acrh),
+        "request_headers": _rows_of(request),
+        "response_headers": None if response is None else _rows_of(response),
     }
 
 
@@ -111,7 +132,8 @@ def _cookie_findings(
     )
 
 
-def _curl(
+def _curl_of(
+    kept_as: HeaderItems | Fields,
     host: str,
     path: str,
     origin: str | None,
@@ -119,17 +141,41 @@ def _curl(
     request: Sequence[tuple[str, str]],
     acrh: str | None,
 ) -> list[str]:
+    """The curl commands for an exchange; made once per request header list object
+    (``kept_as``, what the ring holds) and the rest of the key."""
+    key = (id(kept_as), path, origin, method, acrh)
+    kept = _curls.get(key)
+    if kept is not None and kept[0] is kept_as:
+        return kept[1]
     url = f"http://{host}{mask_query(path)}"
+    request = [(n, v) for n, v in request if not _browser_only(n)]
     if origin is None:
         command = ["curl", "-i", "-X", method, url]
         for name, value in request:
             if name.lower() not in ("host", "content-length", "connection", "user-agent"):
                 command += ["-H", f"{name}: {curl_value(name, value)}"]
-        return [shlex.join(command)]
-    headers = [(n, curl_value(n, v)) for n, v in request]
-    return curl_commands(
-        url=url, origin=origin, method=method, headers=headers, preflight_headers=acrh
-    )
+        commands = [shlex.join(command)]
+    else:
+        headers = [(n, curl_value(n, v)) for n, v in request]
+        commands = curl_commands(
+            url=url, origin=origin, method=method, headers=headers, preflight_headers=acrh
+        )
+    _keep(_curls, key, (kept_as, commands))
+    return commands
+
+
+def _keep(table: dict[Any, Any], key: object, value: object) -> None:
+    """Bounded: a full table is emptied at once (cheaper than an LRU per hit)."""
+    if len(table) >= KEPT_VIEWS:
+        table.clear()
+    table[key] = value
+
+
+def _browser_only(name: str) -> bool:
+    """Fields a browser adds that neither CORS nor the app looks at: left out of the
+    curl commands (client hints, fetch metadata, priority, languages)."""
+    low = name.lower()
+    return low.startswith("sec-") or low in ("priority", "accept-language", "dnt")
 
 
 def pair_up(entries: Iterable[Entry]) -> dict[int, int]:

@@ -158,6 +158,7 @@ class ResponseHead(NamedTuple):
     fields: tuple[tuple[str, str], ...]  # the upstream's, filtered, then CORS, then Vary
     cookies: tuple[str, ...]  # the upstream's Set-Cookie values, in order
     upstream_cors: tuple[tuple[str, str], ...]  # its own Access-Control-* fields
+    size: int  # characters in the fields (kept heads are small; the inspector asks)
 
 
 def response_head(
@@ -185,7 +186,8 @@ def response_head(
     vary = merge_vary(plan.vary, "Origin" if decision.vary else None)
     if vary:
         out.append(("Vary", vary))
-    return ResponseHead(tuple(out), tuple(plan.cookies), tuple(plan.upstream_cors))
+    size = sum(len(name) + len(value) for name, value in out)
+    return ResponseHead(tuple(out), tuple(plan.cookies), tuple(plan.upstream_cors), size)
 
 
 def merge_vary(tokens: Sequence[str], add: str | None) -> str | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import sys
 import tracemalloc
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.inspector.ring import (
     MAX_FIELDS,
@@ -35,7 +37,7 @@ def rec(status: int = 200, origin: str | None = "http://localhost:3000", **extra
 def test_keeps_the_last_n_newest_last_with_growing_ids() -> None:
     ring = Ring(3)
     for _ in range(5):
-        ring.add(rec(), HEADERS, ())
+        ring.add(rec(), HEADERS, (), 0.0)
     assert [e[0] for e in ring.entries] == [3, 4, 5]
     assert ring.last_id == 5
     assert [e[0] for e in ring.window(0, 99)] == [3, 4, 5]
@@ -51,7 +53,7 @@ def test_the_hot_path_keeps_references_not_copies() -> None:
     ring = Ring(10)
     r = rec()
     response = (("Content-Type", "application/json"),)
-    ring.add(r, HEADERS, response)
+    ring.add(r, HEADERS, response, 0.0)
     _, _, ms, kept, request, sent = ring.entries[-1]
     assert kept is r
     assert request is HEADERS
@@ -62,18 +64,18 @@ def test_the_hot_path_keeps_references_not_copies() -> None:
 def test_a_preflight_answered_again_has_its_own_time() -> None:
     ring = Ring(10)
     r = rec()
-    ring.add(r, HEADERS, ())
-    ring.add_again(r, HEADERS, (), 0.01)
+    ring.add(r, HEADERS, (), 0.0)
+    ring.again(r, HEADERS, (), 0.0, 0.01)
     assert [e[2] for e in ring.entries] == [1.5, 0.01]
     assert ring.total.requests == 2
 
 
 def test_counts_cover_every_exchange_even_past_the_ring() -> None:
     ring = Ring(2)
-    ring.add(rec(verdict="blocked", origin="http://evil.test"), HEADERS, ())
-    ring.add(rec(status=502), HEADERS, ())
-    ring.add(rec(status=500), HEADERS, ())
-    ring.add(rec(origin=None), HEADERS, ())
+    ring.add(rec(verdict="blocked", origin="http://evil.test"), HEADERS, (), 0.0)
+    ring.add(rec(status=502), HEADERS, (), 0.0)
+    ring.add(rec(status=500), HEADERS, (), 0.0)
+    ring.add(rec(origin=None), HEADERS, (), 0.0)
     assert ring.total.as_dict() == {"requests": 4, "blocked": 1, "errors": 2}
     assert ring.origins["http://evil.test"].as_dict() == {"requests": 1, "blocked": 1, "errors": 0}
     assert ring.origins["http://localhost:3000"].errors == 2
@@ -82,15 +84,15 @@ def test_counts_cover_every_exchange_even_past_the_ring() -> None:
     assert ring.total.requests == 0
     assert not ring.origins
     assert not ring.entries
-    ring.add(rec(), HEADERS, ())
+    ring.add(rec(), HEADERS, (), 0.0)
     assert ring.last_id == 5  # ids never repeat: a page asks for "after id N"
 
 
 def test_distinct_origins_are_counted_in_bounded_memory() -> None:
     ring = Ring(1)
     for i in range(MAX_ORIGINS + 50):
-        ring.add(rec(origin=f"http://{i}.test"), HEADERS, ())
-    ring.add(rec(origin="http://" + "a" * 5000), HEADERS, ())
+        ring.add(rec(origin=f"http://{i}.test"), HEADERS, (), 0.0)
+    ring.add(rec(origin="http://" + "a" * 5000), HEADERS, (), 0.0)
     assert len(ring.origins) == MAX_ORIGINS + 1
     assert ring.origins[OTHER].requests == 51
 
@@ -98,7 +100,7 @@ def test_distinct_origins_are_counted_in_bounded_memory() -> None:
 def test_resize_keeps_the_newest() -> None:
     ring = Ring(5)
     for _ in range(5):
-        ring.add(rec(), HEADERS, ())
+        ring.add(rec(), HEADERS, (), 0.0)
     ring.resize(2)
     assert ring.keep == 2
     assert [e[0] for e in ring.entries] == [4, 5]
@@ -107,9 +109,9 @@ def test_resize_keeps_the_newest() -> None:
 def test_wake_is_called_only_when_set() -> None:
     ring = Ring(5)
     woken: list[int] = []
-    ring.add(rec(), HEADERS, ())
+    ring.add(rec(), HEADERS, (), 0.0)
     ring.wake = lambda: woken.append(ring.last_id)
-    ring.add(rec(), HEADERS, ())
+    ring.add(rec(), HEADERS, (), 0.0)
     assert woken == [2]
 
 
@@ -117,7 +119,7 @@ def test_a_large_record_is_kept_trimmed() -> None:
     ring = Ring(5)
     big = rec(path="/" + "p" * 100_000, hints=tuple("h" * 5000 for _ in range(50)))
     big.repro = ("curl " + "x" * 100_000,)
-    ring.add(big, HEADERS, ())
+    ring.add(big, HEADERS, (), 0.0)
     kept = ring.entries[-1][3]
     assert kept is not big
     assert len(kept.path) == 2048
@@ -156,18 +158,34 @@ def _worst_entry(
     return r, bounded_fields(head), bounded_fields(head)
 
 
+def _fast_lane_worst(i: int) -> tuple[Record, Any, tuple[tuple[str, str], ...]]:
+    """A 16 KiB head as the fast lane keeps it (by reference, nothing trimmed): a long
+    path, origin and preflight note, about 100 fields; the response at its bound."""
+    tag = str(i)  # no two entries share a string
+    path = "/" + "p" * 6000 + tag
+    origin = "http://" + "o" * 2000 + tag
+    fields = [("Host", "h" + tag), ("Origin", origin)]
+    fields += [(f"X-F{n}-{tag}", tag + "v" * 70) for n in range(97)]
+    r = Record("OPTIONS", path, 204, origin, "preflight-ok", "r", 1.0,
+               note="for GET with " + "x" * 6000 + tag)  # fmt: skip
+    response = bounded_fields([(f"Y{n}", tag + "w" * 4000) for n in range(10)])
+    return r, CIMultiDictProxy(CIMultiDict(fields)), response
+
+
 WORST_BYTES_PER_EXCHANGE = 72 * 1024  # README "Limits": the inspector's worst case
 TYPICAL_BYTES_PER_EXCHANGE = 3 * 1024
 
 
-@pytest.mark.parametrize("wide", ["a", "é", "😀"])
+@pytest.mark.parametrize("wide", ["a", "é", "😀", "fast lane"])
 def test_memory_per_kept_exchange_within_the_stated_bound(wide: str) -> None:
     keep = 40
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     ring = Ring(keep)
-    for i in range(keep + 5):
-        ring.add(*_worst_entry(i, wide))  # the raw inputs go: only what the ring holds remains
+    for i in range(keep + 5):  # the raw inputs go: only what the ring holds remains
+        r, request, response = _fast_lane_worst(i) if wide == "fast lane" else _worst_entry(i, wide)
+        ring.add(r, request, response, 0.0)
+    del r, request, response
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert len(ring.entries) == keep
@@ -184,7 +202,7 @@ def test_memory_of_a_typical_exchange() -> None:
     for i in range(keep):
         r = Record("GET", f"/api/items/{i}?page=2", 200, "http://localhost:3000", "allowed",
                    "frontend", 3.2)  # fmt: skip
-        ring.add(r, HEADERS, HEADERS)
+        ring.add(r, HEADERS, HEADERS, 0.0)
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert held / keep <= TYPICAL_BYTES_PER_EXCHANGE, held / keep

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from proxy.config.loader import load
 from proxy.config.model import Config
 from proxy.inspector import view
 from proxy.inspector.mask import MASK
 from proxy.inspector.ring import Entry, Ring
-from proxy.log.record import Record
+from proxy.log.record import BrowserVerdict, Record
 
 PAGE = "http://localhost:3000"
 
@@ -43,6 +44,8 @@ def blocked() -> Record:
 
 REQUEST = (
     ("Host", "localhost:8080"),
+    ("Sec-Fetch-Mode", "cors"),
+    ("sec-ch-ua", '"Chromium";v="156"'),
     ("Origin", "http://127.0.0.1:5173"),
     ("Cookie", "session=s3cr3t"),
     ("Authorization", "Bearer s3cr3t-token"),
@@ -86,6 +89,7 @@ def test_a_blocked_exchange_in_full(tmp_path: Path) -> None:
     assert ex["curl"][0].startswith("curl -i -X OPTIONS 'http://localhost:8080/api/items?token=")
     assert "'Authorization: <your authorization>'" in ex["curl"][1]
     assert "'X-Api-Key: <your x-api-key>'" in ex["curl"][1]
+    assert "sec-" not in " ".join(ex["curl"]).lower()  # the browser's own fields left out
 
 
 def test_no_origin_no_response(tmp_path: Path) -> None:
@@ -152,9 +156,12 @@ def test_preflight_and_request_are_paired() -> None:
 
 def test_summary_counts_and_origins() -> None:
     ring = Ring(2)
-    for origin, verdict in [(PAGE, ""), (PAGE, "blocked"), ("http://b.test", ""), (None, "")]:
-        r = Record("GET", "/", 200, origin, "x", None, 1.0, verdict=verdict)
-        ring.add(r, (), ())
+    verdicts: list[tuple[str | None, BrowserVerdict | Literal[""]]] = [
+        (PAGE, ""), (PAGE, "blocked"), ("http://b.test", ""), (None, "")
+    ]  # fmt: skip
+    for origin, verdict in verdicts:
+        r = Record("GET", "/", 200, origin, "allowed", None, 1.0, verdict=verdict)
+        ring.add(r, (), (), 0.0)
     s = view.summary(ring, 3)
     assert (s["requests"], s["blocked"], s["errors"], s["kept"], s["keep"]) == (4, 1, 0, 2, 2)
     assert s["origins"][0] == {"origin": PAGE, "requests": 2, "blocked": 1, "errors": 0}

@@ -134,12 +134,29 @@ def test_zero_config_run_and_sigterm(procs: list[Proc], upstream: Upstream) -> N
     procs.append(pr)
     assert pr.line == f"listening on {pr.url} -> {upstream.url}"
     assert not pr.url.endswith(":0")
+    assert pr.p.stdout is not None
+    # the line after it points to the inspector page
+    assert pr.p.stdout.readline().strip() == f"inspector: {pr.url}/__cors-proxy__/"
     status, headers, _ = get(pr.url + "/api/hello", {"Origin": "http://localhost:3000"})
     assert status == 200
     assert headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     code, err = pr.stop()
     assert code == 0
     assert "GET /api/hello 200 origin=http://localhost:3000 cors=allowed[command-line]" in err
+
+
+def test_no_inspector_line_when_it_is_off(
+    procs: list[Proc], upstream: Upstream, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "off.yaml"
+    cfg.write_text(
+        f"listen: 127.0.0.1:0\nupstream: {upstream.url}\ninspector: {{enabled: false}}\n"
+    )
+    pr = Proc("--config", str(cfg))
+    procs.append(pr)
+    pr.p.send_signal(signal.SIGTERM)
+    out, _ = pr.p.communicate(timeout=15)
+    assert (pr.p.returncode, out) == (0, "")  # nothing after the startup line
 
 
 def test_environment_and_json_logs(procs: list[Proc], upstream: Upstream) -> None:
