@@ -19,13 +19,23 @@ repository) in interleaved rounds, each checkout's own micro.py in its own proce
 says per scenario whether the difference is beyond the noise (bench/harness/compare.py).
 It is the yardstick for a change to the hot path: run it against the commit before the
 change, in the same hour.
+
+    python bench/micro.py --inspector [--rounds R] [--exchanges N]
+
+measures what the inspector (issue 19) costs the same exchanges, in interleaved rounds:
+turned off (``inspector.enabled: false``), on with no page open (the default: each
+exchange is kept in the ring), and with a page open (its event stream pushed every
+0.25 s; the page is a consumer in the same loop that takes each push).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import functools
 import io
+import operator
 import statistics
 import sys
 import time
@@ -40,8 +50,9 @@ sys.path.insert(0, str(HERE / "contenders"))
 from httptools_floor import Floor, fixed_headers  # noqa: E402
 
 from proxy.config.loader import load  # noqa: E402
-from proxy.config.model import Overrides  # noqa: E402
+from proxy.config.model import InspectorConfig, Overrides  # noqa: E402
 from proxy.http.fastlane import FastServer  # noqa: E402
+from proxy.http.inspector import Inspector  # noqa: E402
 from proxy.http.rawclient import RawUpstream  # noqa: E402
 from proxy.server import KEEPALIVE_TIMEOUT, ProxyServer  # noqa: E402
 
@@ -172,6 +183,63 @@ async def per_exchange(make: Callable[[], Any], request: bytes, n: int) -> float
     return spent / n * 1e6
 
 
+INSPECTOR_MODES = ("off", "on", "page")
+
+
+def with_inspector(mode: str) -> tuple[asyncio.Protocol, Callable[[], None]]:
+    """``product()`` with the inspector "off", "on" (the default: kept, no page open)
+    or with a "page" open."""
+    cfg = load(None, Overrides(upstream=UPSTREAM, origins=(ORIGIN,), listen="127.0.0.1:0"))
+    if mode == "off":
+        cfg = dataclasses.replace(cfg, inspector=InspectorConfig(enabled=False))
+    proxy = ProxyServer(cfg, log_stream=io.StringIO(), make_client=lambda cfg: fake_upstream())
+    server = FastServer(proxy, keepalive_timeout=KEEPALIVE_TIMEOUT)
+    lane = server.make()
+    page = asyncio.ensure_future(open_page(proxy.inspector)) if mode == "page" else None
+
+    def cleanup() -> None:
+        if server._timer is not None:
+            server._timer.cancel()
+        if page is not None:
+            page.cancel()
+
+    return lane, cleanup
+
+
+async def open_page(inspector: Inspector) -> None:
+    """A page on the inspector's event stream: takes every push (the socket write left
+    out: the page's own connection, not the exchanges')."""
+    listener = inspector.listen(None)
+    try:
+        while await listener.queue.get() is not None:
+            pass
+    finally:
+        inspector.unlisten(listener)
+
+
+async def measure_inspector(exchanges: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {}
+    for i in range(rounds):
+        for scenario, request in REQUESTS.items():
+            modes = INSPECTOR_MODES if i % 2 == 0 else INSPECTOR_MODES[::-1]
+            for mode in modes:
+                make = functools.partial(with_inspector, mode)
+                us = await per_exchange(make, request, exchanges)
+                results.setdefault(scenario, {}).setdefault(mode, []).append(us)
+    return results
+
+
+def report_inspector(results: dict[str, dict[str, list[float]]]) -> None:
+    """Medians, and the median of the per-round ratios (each round runs the three modes
+    back to back, so its ratio is steadier than the ratio of medians on a busy machine)."""
+    print(f"{'scenario':<10} {'off':>7} {'on':>7} {'page':>7} {'on/off':>8} {'page/on':>8}")
+    for scenario, by_mode in results.items():
+        off, on, page = (statistics.median(by_mode[m]) for m in INSPECTOR_MODES)
+        on_off = statistics.median(map(operator.truediv, by_mode["on"], by_mode["off"]))
+        page_on = statistics.median(map(operator.truediv, by_mode["page"], by_mode["on"]))
+        print(f"{scenario:<10} {off:>7.1f} {on:>7.1f} {page:>7.1f} {on_off:>8.3f} {page_on:>8.3f}")
+
+
 async def measure(exchanges: int, rounds: int) -> dict[str, dict[str, list[float]]]:
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(rounds):  # interleaved, so a slow spell hits every contender alike
@@ -191,6 +259,11 @@ def main() -> None:
         metavar="CHECKOUT",
         help="compare with another checkout (a directory or a git revision of this repository)",
     )
+    parser.add_argument(
+        "--inspector",
+        action="store_true",
+        help="the inspector's cost: turned off, on with no page open, with a page open",
+    )
     args = parser.parse_args()
     if args.against:
         from harness.compare import compare
@@ -204,6 +277,10 @@ def main() -> None:
         loop_name = "uvloop"
     except ImportError:
         loop_name = "asyncio"
+    if args.inspector:
+        print(f"CPU µs per exchange, in-process ({loop_name}; {args.rounds} rounds, medians)")
+        report_inspector(asyncio.run(measure_inspector(args.exchanges, args.rounds)))
+        return
     results = asyncio.run(measure(args.exchanges, args.rounds))
     print(f"CPU µs per exchange, in-process ({loop_name}; {args.rounds} rounds)")
     print(
