@@ -64,6 +64,25 @@ def test_health_check_passes(stack: Stack) -> None:
     assert health["upstream_reachable"] is True
 
 
+def test_inspector_answers_on_the_published_loopback_port(stack: Stack) -> None:
+    """Inside the container the host's loopback connections arrive from the network's
+    gateway, not from 127.0.0.1; the inspector answers them by default."""
+    stdout, _ = stack.proxy.logs()
+    assert "inspector: http://localhost:8080/__cors-proxy__/" in stdout
+    request("GET", stack.url + "/api/hello", {"Origin": "http://evil.test"})
+    page = request("GET", stack.url + "/__cors-proxy__/")
+    assert page.status == 200
+    assert "Content-Security-Policy" in page.headers
+    kept = wait_for(
+        "the blocked exchange on the inspector",
+        lambda: request("GET", stack.url + "/__cors-proxy__/exchanges?blocked=1").json()[
+            "exchanges"
+        ],
+        timeout=5,
+    )
+    assert kept[0]["origin"] == "http://evil.test"
+
+
 def test_request_through_container_gets_cors_headers(stack: Stack) -> None:
     reply = request("GET", stack.url + "/api/hello", {"Origin": ALLOWED_ORIGIN})
     assert reply.status == 200
