@@ -397,10 +397,9 @@ async def test_config_panel(
     assert c["generation"] == 2
     assert c["last_reload"]["why"] == "file changed"
     assert not c["last_reload"]["applied"]
-    assert c["last_reload"]["messages"] == [
-        "config error: bogus: unknown key (known: listen, upstream, host_header, upstream_cors, "
-        "timeouts, upstream_wait, log_format, explain, limits, inspector, rules)"
-    ]
+    messages = c["last_reload"]["messages"]
+    assert len(messages) == 1
+    assert messages[0].startswith("config error: bogus: unknown key (known: listen, upstream")
 
 
 async def test_the_upstreams_last_failure(
