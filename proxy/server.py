@@ -560,7 +560,8 @@ async def run(
     if devserver is not None and devserver.upstream is None:
         line = line.rsplit(" -> ", 1)[0] + f" -> {devserver.name} (the address it prints)"
     inspector = server.inspector_line()
-    after = (inspector, *more_lines) if inspector is not None else tuple(more_lines)
+    # The demo's page comes before the inspector: it is what a demo user opens first.
+    after = (*more_lines, inspector) if inspector is not None else tuple(more_lines)
     print(line, *after, sep="\n", file=stdout, flush=True)
     if devserver is not None:
         try:

@@ -45,12 +45,13 @@ def test_taken_ports_give_way_to_free_ones(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert p.stdout is not None
-        listening, page = p.stdout.readline().strip(), p.stdout.readline().strip()
+        listening, page, inspector = (p.stdout.readline().strip() for _ in range(3))
         proxy_url = listening.split()[2]
         assert not proxy_url.endswith(":8080"), listening
         assert page.startswith("demo page: http://localhost:")
         page_url = page.removeprefix("demo page: ")
         assert not page_url.endswith(":3000/"), page
+        assert inspector == f"inspector: {proxy_url}/__cors-proxy__/", inspector
         with urllib.request.urlopen(page_url, timeout=10) as resp:
             html = resp.read().decode()
         proxy_port = proxy_url.rsplit(":", 1)[1]
