@@ -281,11 +281,14 @@ class TestHostileInput:
         "filler",
         [b"<title>", b"<!--", b"<", b'<div class="frame"><cite>', b'  File "', b"a/" * 3],
     )
-    def test_a_mebibyte_of_pathology_is_fast(self, filler: bytes) -> None:
+    def test_a_mebibyte_of_pathology_never_backtracks(self, filler: bytes) -> None:
+        # A guard against catastrophic backtracking (which takes minutes on a mebibyte),
+        # not a speed measurement: linear parsing takes well under a second of CPU. CPU
+        # time of this process, so a loaded machine does not make it fail.
         body = b'<title>E // Werkzeug Debugger</title><div class="traceback"><ul>' + filler * (
             (1 << 20) // len(filler)
         )
-        start = time.perf_counter()
+        start = time.process_time()
         parse_debugger_page(body)
         parse_debugger_page(body + b"<!--Traceback (most recent call last):\n" + body + b"-->")
-        assert time.perf_counter() - start < 5
+        assert time.process_time() - start < 20
