@@ -12,7 +12,6 @@ with ``header_down`` (``upstream_cors: override``).
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from proxy.config.model import Config
 from proxy.export.model import (
@@ -144,10 +143,10 @@ def render(cfg: Config, source: str) -> Export:
     route += [f"respond @preflight{r.index} 204" for r in rules]
     route.append('respond @preflight "preflight rejected: no rule allows this origin" 403')
     route.append('respond @websocket_refused "WebSocket origin not allowed" 403')
-    up = urlsplit(cfg.upstream)
-    proxy_block = [f"reverse_proxy {up.scheme}://{up.netloc} {{"]
-    if up.path.rstrip("/"):
-        route.insert(0, f"rewrite * {up.path.rstrip('/')}{{uri}}")
+    up = cfg.target
+    proxy_block = [f"reverse_proxy {up.scheme}://{up.authority} {{"]
+    if up.prefix:
+        route.insert(0, f"rewrite * {up.prefix}{{uri}}")
     if cfg.host_header == "upstream":
         proxy_block.append("\theader_up Host {upstream_hostport}")
     if cfg.upstream_cors == "override":

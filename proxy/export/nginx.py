@@ -11,8 +11,6 @@ inheritance: a level with its own add_header drops every inherited one).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from proxy.config.model import Config
 from proxy.export.model import (
     CORS_RESPONSE_FIELDS,
@@ -153,14 +151,10 @@ def render(cfg: Config, source: str) -> Export:
         '""',
     )
 
-    up = urlsplit(cfg.upstream)
-    prefix = up.path.rstrip("/")
+    up = cfg.target
+    prefix = up.prefix
     listen = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
-    host = (
-        "$http_host"
-        if cfg.host_header == "preserve"
-        else (up.netloc.rpartition("@")[2] or up.netloc)
-    )
+    host = "$http_host" if cfg.host_header == "preserve" else up.authority
     server = [
         "server {",
         f"    listen {listen}:{cfg.listen_port};",
@@ -173,7 +167,7 @@ def render(cfg: Config, source: str) -> Export:
         "        }",
         '        if ($cors_ws_refuse) { return 403 "WebSocket origin not allowed\\n"; }',
         "",
-        f"        proxy_pass {up.scheme}://{up.netloc}{prefix + '/' if prefix else ''};",
+        f"        proxy_pass {up.scheme}://{up.authority}{prefix + '/' if prefix else ''};",
         "        proxy_http_version 1.1;",
         f"        proxy_set_header Host {host};",
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
