@@ -540,7 +540,8 @@ class Forwarder:
             detail += f"; {hint}"
         body = {"error": exc.reason, "upstream": gen.config.upstream, "detail": detail}
         rec.status = exc.status
-        rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason} ({detail})"
+        said = f" ({detail})" if detail != exc.reason else ""  # no "refused (refused)"
+        rec.diagnosis = f"upstream {gen.config.upstream}: {exc.reason}{said}"
         if decision.allowed and rec.origin is not None:
             client_origin = f"{request.scheme}://{request.host}"
             if rec.origin != client_origin and self.observe is not None:

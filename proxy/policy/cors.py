@@ -137,7 +137,11 @@ def _compile(index: int, rule: CorsRule) -> _Compiled:
         acah=", ".join(acah_names),
         expose_all="*" in rule.expose_headers,
         aceh=", ".join(expose),
-        aceh_error=", ".join((*expose, PROXY_ERROR_HEADER)),
+        aceh_error=", ".join(
+            (*expose, PROXY_ERROR_HEADER)
+            if PROXY_ERROR_HEADER.lower() not in {e.lower() for e in expose}
+            else expose
+        ),
         max_age=str(rule.max_age) if rule.max_age is not None else None,
     )
 

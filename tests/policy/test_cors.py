@@ -361,6 +361,11 @@ class TestActual:
         )
         assert h["Access-Control-Expose-Headers"] == "X-Request-Id, X-Cors-Proxy-Error"
 
+    def test_the_error_header_is_exposed_once_when_the_rule_lists_it(self) -> None:
+        p = policy(expose_headers=("x-cors-proxy-error", "X-Request-Id"))
+        h = dict(p.actual(path="/x", origin=APP, error=True).headers)
+        assert h["Access-Control-Expose-Headers"] == "x-cors-proxy-error, X-Request-Id"
+
     def test_disallowed_and_absent_origin_still_vary(self) -> None:
         p = policy()
         for origin in ("http://evil.test", None):
