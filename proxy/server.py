@@ -468,7 +468,7 @@ class ProxyServer:
         return f"listening on http://{_address(host, self.port)} -> {cfg.upstream}"
 
     def inspector_line(self) -> str | None:
-        """The line after the startup line: where the inspector page is (None: off)."""
+        """Where the inspector page is, said on stderr after the startup line (None: off)."""
         cfg = self.generation.config
         if not cfg.inspector.enabled:
             return None
@@ -559,10 +559,11 @@ async def run(
     line = server.listening_line()
     if devserver is not None and devserver.upstream is None:
         line = line.rsplit(" -> ", 1)[0] + f" -> {devserver.name} (the address it prints)"
+    # stdout holds the startup line (and the demo's page) only: scripts wait for it.
+    print(line, *more_lines, sep="\n", file=stdout, flush=True)
     inspector = server.inspector_line()
-    # The demo's page comes before the inspector: it is what a demo user opens first.
-    after = (*more_lines, inspector) if inspector is not None else tuple(more_lines)
-    print(line, *after, sep="\n", file=stdout, flush=True)
+    if inspector is not None:
+        server.log.message(inspector)  # for the person at the terminal
     if devserver is not None:
         try:
             devserver.start()

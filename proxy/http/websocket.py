@@ -2,7 +2,7 @@
 
 CORS does not apply to WebSockets (no preflight, Access-Control-* ignored), so the
 proxy applies the rules' origin allow-list to the handshake itself: an ``Origin`` that
-is present, not the proxy's own, and not allowed gets 403 (CONTRACT "WebSockets").
+is present, not the proxy's own, and not allowed gets 403 (README "WebSockets").
 """
 
 from __future__ import annotations

@@ -67,8 +67,8 @@ def test_health_check_passes(stack: Stack) -> None:
 def test_inspector_answers_on_the_published_loopback_port(stack: Stack) -> None:
     """Inside the container the host's loopback connections arrive from the network's
     gateway, not from 127.0.0.1; the inspector answers them by default."""
-    stdout, _ = stack.proxy.logs()
-    assert "inspector: http://localhost:8080/__cors-proxy__/" in stdout
+    _, stderr = stack.proxy.logs()
+    assert "inspector: http://localhost:8080/__cors-proxy__/" in stderr
     request("GET", stack.url + "/api/hello", {"Origin": "http://evil.test"})
     page = request("GET", stack.url + "/__cors-proxy__/")
     assert page.status == 200

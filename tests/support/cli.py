@@ -84,9 +84,14 @@ class Proc:
         self.url = self.line.split()[2]
 
     def stop(self) -> tuple[int, str]:
+        code, _, err = self.stop_and_read()
+        return code, err
+
+    def stop_and_read(self) -> tuple[int, str, str]:
+        """SIGTERM; the exit code, and stdout after the startup line and stderr."""
         self.p.send_signal(signal.SIGTERM)
-        _, err = self.p.communicate(timeout=15)
-        return self.p.returncode, err
+        out, err = self.p.communicate(timeout=15)
+        return self.p.returncode, out, err
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
