@@ -34,6 +34,8 @@ def test_taken_ports_give_way_to_free_ones(tmp_path: Path) -> None:
     held = []
     for port in (3000, 8080):  # taken here (or already by something else)
         sock = socket.socket()
+        # as a server binds: a port only in TIME-WAIT (an earlier test's) is taken too
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         with contextlib.suppress(OSError):
             sock.bind(("127.0.0.1", port))
             sock.listen()
