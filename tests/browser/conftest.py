@@ -1,4 +1,5 @@
-"""Fixtures for the real-Chromium tests (Playwright sync API, Debian's chromium).
+"""Fixtures for the real-browser tests: Chromium (Playwright sync API, Debian's chromium)
+and, for the inspector, Firefox (Debian's firefox-esr over Marionette: ``firefox``).
 
     page      http://localhost:<p>/index.html     (ThreadingHTTPServer; the calling origin)
     proxy     http://localhost:<x>                (`python -m proxy --config`, a subprocess)
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.browser import firefox as fx
 from tests.browser.flask_app import AppState, make_wsgi
 from tests.browser.helpers import CHROMIUM_ARGS, PageDriver
 from tests.browser.servers import (
@@ -76,6 +78,21 @@ def browser(playwright: Playwright, chromium_executable: str) -> Iterator[Browse
     )
     yield b
     b.close()
+
+
+@pytest.fixture(scope="module")
+def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Firefox]:
+    """Debian's firefox-esr, headless, over Marionette (tests/browser/firefox.py)."""
+    exe = fx.firefox_executable()
+    if not exe:
+        pytest.fail(f"firefox-esr not found. {fx.INSTALL_HINT}")  # fail, never skip
+    try:
+        fx.load_marionette()
+    except ImportError as exc:
+        pytest.fail(f"marionette_driver is not importable ({exc}). {fx.INSTALL_HINT}")
+    browser = fx.Firefox(exe, tmp_path_factory.mktemp("firefox") / "profile")
+    yield browser
+    browser.stop()
 
 
 @pytest.fixture(scope="module")
