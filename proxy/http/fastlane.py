@@ -78,7 +78,10 @@ class _HeadReader:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # aiohttp's decoding of values: forward.py refuses non-UTF-8 ones with 400
+        # aiohttp's decoding of values: forward.py refuses non-UTF-8 ones with 400. The
+        # parser drops the whitespace before a value, not after it: RFC 9110 5.5 (and
+        # aiohttp's server) leave out both, so the value is the same on either lane.
+        value = value.rstrip(b" \t")
         self.fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_message_complete(self) -> None:

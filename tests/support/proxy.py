@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,3 +55,24 @@ async def raw_request(port: int, data: bytes, *, limit: float = 5.0) -> bytes:
         return b"".join(chunks)
     finally:
         writer.close()
+
+
+def split_answer(answer: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """An answer's status line, its fields (lower-case names, the last of repeated ones)
+    and its body."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        fields[name.lower()] = value.strip()
+    return status.encode(), fields, body
+
+
+async def through_echo(p: RunningProxy, head: str, body: bytes = b"") -> tuple[dict[str, str], Any]:
+    """Send ``head`` (and ``body``) to /api/echo through the proxy; the answer's fields and
+    what the upstream saw."""
+    answer = await raw_request(p.port, head.encode() + b"Connection: close\r\n\r\n" + body)
+    status, fields, data = split_answer(answer)
+    assert status == b"HTTP/1.1 200 OK", answer[:300]
+    return fields, json.loads(data)
