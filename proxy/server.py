@@ -29,6 +29,7 @@ from proxy.errors import ConfigError
 from proxy.export.learn import Observation
 from proxy.forward import Forwarder
 from proxy.generation import Generation, RequestPlan
+from proxy.http.aiohttp_private import as_http11
 from proxy.http.aiohttp_server import (
     MAX_FIELD_SIZE,
     AiohttpHandler,
@@ -36,6 +37,7 @@ from proxy.http.aiohttp_server import (
     AiohttpRequest,
     AiohttpResponse,
     AiohttpServer,
+    client_fields,
 )
 from proxy.http.downstream import Replay
 from proxy.http.endpoints import OWN_PREFIX, own_endpoint
@@ -49,6 +51,7 @@ from proxy.http.websocket import AnyWebSocket, bridge, is_upgrade
 from proxy.inspector.ring import Ring, bounded_fields
 from proxy.log.record import Record, safe
 from proxy.log.sink import LogSink
+from proxy.policy.target import Refusal, Target, request_target, version_refusal
 
 if TYPE_CHECKING:
     from proxy.devserver.supervisor import DevServer
@@ -142,12 +145,18 @@ class ProxyServer:
                 self.idle.add(proto)
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.raw_path.startswith(OWN_PREFIX):
+        target = request_target(request.method, request.raw_path)
+        refusal = version_refusal(*request.version)
+        if isinstance(target, Refusal):
+            return await self.refuse(request, refusal or target)
+        if refusal is not None:
+            return await self.refuse(request, refusal)
+        if target.path.startswith(OWN_PREFIX):
             return await own_endpoint(request, self.health, self.learned, self.inspector)
         if is_upgrade(request):
-            return await self.websocket(request)
+            return await self.websocket(request, target)
         response = AiohttpResponse(request, send_timeout=SEND_TIMEOUT)
-        await self.forwarder.serve(AiohttpRequest(request), response)
+        await self.forwarder.serve(AiohttpRequest(request, target), response)
         assert response.response is not None, "the forwarder answers every request"
         return response.response
 
@@ -195,16 +204,37 @@ class ProxyServer:
     def internal_error(self, text: str) -> None:
         self.log.message(text)
 
-    async def websocket(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def refuse(self, request: web.BaseRequest, refusal: Refusal) -> web.StreamResponse:
+        """A request the proxy never forwards (``policy.target``): its status and reason,
+        the connection closed after it, and its log line."""
+        status, reason = refusal
+        resp = web.Response(status=status, text=f"cors-proxy: {reason}\n")
+        resp.force_close()  # what follows a request line the proxy refuses is not read
+        await resp.prepare(as_http11(request))
+        origin = request.headers.get("Origin")
+        self.log.record(
+            Record(
+                request.method,
+                request.raw_path,
+                status,
+                origin,
+                "no-rule",
+                None,
+                0.0,
+                reason=reason,
+            )
+        )
+        return resp
+
+    async def websocket(self, request: web.BaseRequest, target: Target) -> web.StreamResponse:
         gen = self.generation
         started = time.monotonic()
+        path = target.path
         origin = request.headers.get("Origin")
         allowed = origin is None or origin in self.own_origins
-        allowed = allowed or gen.policy.origin_allowed(request.raw_path, origin or "")
-        rule = gen.policy.rule_for(request.raw_path, origin)
-        rec = Record(
-            request.method, request.raw_path, 0, origin, "ws", rule.name if rule else None, 0.0
-        )
+        allowed = allowed or gen.policy.origin_allowed(path, origin or "")
+        rule = gen.policy.rule_for(path, origin)
+        rec = Record(request.method, path, 0, origin, "ws", rule.name if rule else None, 0.0)
         if self.ws_session is None:
             # No count limit of its own (aiohttp's default of 100 made the 101st upgrade
             # wait while 100 idle sockets were open): limits.max_connections bounds them.
@@ -218,6 +248,8 @@ class ProxyServer:
         try:
             return await bridge(
                 request,
+                path=path,
+                fields=client_fields(request, target.host),
                 session=self.ws_session,
                 upstream=gen.target,
                 upstream_authority=gen.target.authority

@@ -2,8 +2,9 @@
 
 aiohttp's low-level server has no public way to ask what the proxy needs: whether a
 connection waits for its next request, the request bodies queued behind the one being
-served (for half-closed clients), and the arguments and loop its ``web.Server`` makes
-each connection handler with (to make one for a connection the fast lane hands over).
+served (for half-closed clients), the arguments and loop its ``web.Server`` makes
+each connection handler with (to make one for a connection the fast lane hands over),
+and a response's HTTP version (its request's).
 Those live in private attributes, read here only.
 
 Tested with aiohttp 3.14 (3.14.5), the one minor version pyproject.toml allows
@@ -20,6 +21,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import StreamReader, web
+from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestHandler
 
 TESTED = ((3, 14),)  # the aiohttp minor versions the whole suite passes on
@@ -42,3 +44,13 @@ def handler_arguments(server: web.Server) -> tuple[asyncio.AbstractEventLoop, di
     """The loop and keyword arguments ``server`` makes its handlers with (``Server._loop``
     and ``Server._kwargs``, as its ``__call__`` uses them)."""
     return server._loop, server._kwargs
+
+
+def as_http11(request: web.BaseRequest) -> web.BaseRequest:
+    """``request`` as if its request line said HTTP/1.1 (``BaseRequest._version``, which
+    its ``version`` property returns; a response's status line repeats it). The proxy
+    refuses HTTP/0.9 and HTTP/2.0 request lines with a status line a client reads, not
+    ``HTTP/0.9 400``."""
+    clone = request.clone()
+    clone._version = HttpVersion11
+    return clone

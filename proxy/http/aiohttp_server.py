@@ -21,10 +21,11 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
 from proxy.http.aiohttp_private import handler_arguments, queued_bodies, waits_for_request
-from proxy.http.downstream import Fields, utf8_fields
+from proxy.http.downstream import Fields, bare_request_line, utf8_fields
 from proxy.log.record import safe
 from proxy.log.sink import LogSink
 from proxy.policy.headers import HeaderList
+from proxy.policy.target import Target
 
 if TYPE_CHECKING:
     from proxy.http.fastlane import FastServer
@@ -70,12 +71,31 @@ def _too_large(exc: BaseException | None) -> bool:
 
 class AiohttpHandler(RequestHandler):
     """aiohttp's connection handler with the proxy's answers to what its parser rejects,
-    and half-closed clients served to the end."""
+    half-closed clients served to the end, and HTTP/0.9 refused at once."""
 
     def __init__(self, manager: AiohttpServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._log = manager.log
         self.body: aiohttp.StreamReader | None = None  # of the latest request (for EOF)
+        self._opening: bytearray | None = bytearray()  # the first line, until it is whole
+
+    def data_received(self, data: bytes) -> None:
+        opening = self._opening
+        if opening is not None:
+            whole: bytes | bytearray = data
+            if opening:  # the line came in pieces
+                opening += data
+                whole = opening
+            if b"\n" not in whole and len(whole) <= MAX_FIELD_SIZE:
+                self._opening = bytearray(whole)
+            else:
+                self._opening = None
+                if bare_request_line(whole) and whole.count(b"\n") == 1:
+                    # An HTTP/0.9 request ends with its line; aiohttp's parser waits for a
+                    # blank line after it. Given one, it parses the request, which the
+                    # proxy refuses with 400 (policy.target) instead of waiting.
+                    data += b"\r\n"
+        super().data_received(data)
 
     def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's contract: bool
         # A client that shut down its write side (``curl -T``, ``nc -N``) after sending
@@ -182,21 +202,24 @@ class AiohttpServer(web.Server):
 
 
 class AiohttpRequest:
-    """``RequestView`` over aiohttp's server request."""
+    """``RequestView`` over aiohttp's server request, with its ``target`` as the proxy
+    forwards it (``policy.target``: origin-form; an absolute-form's host replaces
+    ``Host``)."""
 
-    def __init__(self, request: web.BaseRequest) -> None:
+    def __init__(self, request: web.BaseRequest, target: Target) -> None:
         self.request = request
         self.method = request.method
-        self.raw_path = request.raw_path
+        self.raw_path = target.path
         self.headers = request.headers
         self.scheme = request.scheme
-        self.host = request.host
+        self.host = target.host or request.host
+        self.target_host = target.host
         self.remote = request.remote or ""
         self.content_length = request.content_length
         self.http11 = request.version == HttpVersion11
 
     def header_list(self) -> HeaderList | None:
-        return utf8_fields(self.headers.items())
+        return utf8_fields(client_fields(self.request, self.target_host))
 
     def body(self) -> AsyncIterator[bytes] | None:
         return self._chunks() if self.request.body_exists else None
@@ -204,6 +227,14 @@ class AiohttpRequest:
     async def _chunks(self) -> AsyncIterator[bytes]:
         while chunk := await self.request.content.readany():
             yield chunk
+
+
+def client_fields(request: web.BaseRequest, host: str | None) -> list[tuple[str, str]]:
+    """The request's fields in order, ``Host`` replaced by ``host`` when it is given
+    (the absolute-form's authority; RFC 9112 3.2.2: the request line's host wins)."""
+    if host is None:
+        return list(request.headers.items())
+    return [(n, host if n.lower() == "host" else v) for n, v in request.headers.items()]
 
 
 class AiohttpResponse:

@@ -177,3 +177,16 @@ def utf8_fields(fields: Iterable[tuple[str, str]]) -> HeaderList | None:
                 return None
         out.append((name, value))
     return out
+
+
+def bare_request_line(data: bytes | bytearray) -> bool:
+    """``data`` starts with a whole request line without an HTTP version: HTTP/0.9, whose
+    request is that one line (leading empty lines aside)."""
+    start, size = 0, len(data)
+    while start < size and data[start] in _CRLF:  # no copy: the buffer may be 64 KiB
+        start += 1
+    end = data.find(b"\n", start)
+    return end > start and data.find(b" HTTP/", start, end) < 0
+
+
+_CRLF = b"\r\n"

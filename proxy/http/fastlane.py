@@ -33,7 +33,7 @@ from typing import Generic, NamedTuple, Protocol, TypeVar, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.http.downstream import Fields, Replay, encode_head, utf8_fields
+from proxy.http.downstream import Fields, Replay, bare_request_line, encode_head, utf8_fields
 from proxy.http.endpoints import OWN_PREFIX
 from proxy.http.flow import FlowControl
 from proxy.policy.headers import HeaderList
@@ -380,7 +380,8 @@ class FastLane(asyncio.Protocol, Generic[P]):
         while buf and self.phase is IDLE and not flow.write_paused:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > MAX_HEAD or b"\n\n" in buf:  # too large, or bare-LF lines
+                # too large, bare-LF lines, or HTTP/0.9 (aiohttp's server refuses it)
+                if len(buf) > MAX_HEAD or b"\n\n" in buf or bare_request_line(buf):
                     self._hand_over()
                 elif self.head_started is None:
                     self.head_started = time.monotonic()  # the head's deadline starts

@@ -38,6 +38,8 @@ def is_upgrade(request: web.BaseRequest) -> bool:
 async def bridge(
     request: web.BaseRequest,
     *,
+    path: str,
+    fields: list[tuple[str, str]],
     session: aiohttp.ClientSession,
     upstream: UpstreamTarget,
     upstream_authority: str | None,
@@ -55,7 +57,7 @@ async def bridge(
     headers = [
         (n, v)
         for n, v in upstream_request_headers(
-            list(request.headers.items()),
+            fields,
             client_ip=request.remote or "",
             scheme=request.scheme,
             upstream_authority=upstream_authority,
@@ -65,7 +67,7 @@ async def bridge(
     protocols = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]
-    url = upstream.websocket_base + request.raw_path
+    url = upstream.websocket_base + path
     try:
         up = await session.ws_connect(
             url,

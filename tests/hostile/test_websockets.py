@@ -75,3 +75,23 @@ async def test_pages_on_the_proxys_own_address_need_no_rule(
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:  # another port: not ours
             await s.ws_connect(p.url + "/api/ws", origin=f"http://{own}:{p.port + 1}")
         assert info.value.status == 403
+
+
+async def test_an_absolute_form_upgrade_reaches_the_path(make_proxy: MakeProxy, echo: str) -> None:
+    """``GET http://host/api/ws`` is bridged to the upstream's /api/ws (origin-form), the
+    request line's host as ``Host``."""
+    p = await make_proxy(echo)
+    reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
+    writer.write(
+        b"GET http://localhost/api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    # a masked text frame "hi" (key 0), echoed back unmasked; then a close, answered
+    writer.write(b"\x81\x82\x00\x00\x00\x00hi")
+    assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x81\x02hi"
+    writer.write(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # close 1000
+    assert (await asyncio.wait_for(reader.read(2), 5))[:1] == b"\x88"
+    writer.close()

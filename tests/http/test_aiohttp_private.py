@@ -11,10 +11,13 @@ from collections import deque
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http import HttpVersion, HttpVersion11
+from aiohttp.test_utils import make_mocked_request
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.http.aiohttp_private import (
     TESTED,
+    as_http11,
     handler_arguments,
     queued_bodies,
     waits_for_request,
@@ -96,3 +99,12 @@ async def test_handler_keeps_its_waiter_and_queued_requests() -> None:
 def test_the_attributes_are_still_slots(name: str) -> None:
     slots = {s for cls in RequestHandler.__mro__ for s in getattr(cls, "__slots__", ())}
     assert name in slots, f"aiohttp's RequestHandler no longer has {name}"
+
+
+def test_a_request_as_http11_keeps_the_rest() -> None:
+    request = make_mocked_request("GET", "/x?y=1", version=HttpVersion(2, 0))
+    assert "_version" in vars(request), "BaseRequest._version"
+    clone = as_http11(request)
+    assert clone.version == HttpVersion11, "BaseRequest._version feeds .version"
+    assert request.version == HttpVersion(2, 0)
+    assert (clone.method, clone.raw_path) == ("GET", "/x?y=1")
