@@ -9,10 +9,20 @@ impostor check (``unreachable``); it never decides anything about the exchange.
 An ``Explainer`` remembers what it has said (an upstream CORS value it replaced, a cookie
 problem, the long note on a path's error status, the error it last diagnosed), so a page
 that polls does not get the same paragraph on every line, and which cookies the browser
-refused, so a later 401/403 without them can say so. That memory is bounded:
-``MAX_REMEMBERED`` entries per table, each key at most ``MAX_KEY_CHARS`` characters (a
-longer one is remembered by its digest), the oldest forgotten first — clients choose
-some of those values (``Origin``, ``Host``, the path).
+refused, so a later 401/403 without them can say so. Clients choose some of those
+values (``Origin``, ``Host``, the path), so that memory is bounded in bytes, the oldest
+forgotten first:
+
+- each table of things said (``Once``) keeps ``MAX_REMEMBERED`` keys of at most
+  ``MAX_KEY_CHARS`` characters in all (a longer key is kept as its 32-character digest):
+  under ``ONCE_BYTES`` (512 KiB) however long the values;
+- the refused cookies (``RefusedCookies``) keep ``MAX_PAGES`` (page, proxy) origin pairs
+  of ``MAX_COOKIES_KEPT`` cookies each, every string in them cut short: under
+  ``REFUSED_COOKIES_BYTES`` (4 MiB);
+- ``last_error`` is one diagnosis (its length is the error body's bound).
+
+``tests/diagnosis/test_explain.py`` fills each with the longest, widest values
+(4 bytes a character) and measures the memory they hold.
 """
 
 from __future__ import annotations
@@ -31,8 +41,11 @@ from proxy.log.record import BrowserVerdict, Record
 from proxy.policy.cors import CorsRule
 
 MAX_REMEMBERED: Final = 256  # entries per table of things already said
-MAX_KEY_CHARS: Final = 256  # a longer key is kept as a 32-character digest
+MAX_KEY_CHARS: Final = 256  # characters of a key, all parts; longer: a 32-character digest
+MAX_PAGES: Final = 64  # (page origin, proxy origin) pairs whose refused cookies are kept
 MAX_COOKIES_KEPT: Final = 16  # refused cookies remembered per page and proxy origin
+ONCE_BYTES: Final = 512 * 1024  # the most one Once holds (the module doc)
+REFUSED_COOKIES_BYTES: Final = 4 * 1024 * 1024  # the most RefusedCookies holds
 _SHOWN_VALUE: Final = 120  # characters of an upstream header value quoted in a note
 _SHOWN_PATH: Final = 200  # characters of a path kept with a refused cookie
 _SHOWN_WHY: Final = 300  # characters of the reason kept with a refused cookie
@@ -120,11 +133,16 @@ class Once:
 
 
 def _bounded(key: Hashable) -> Hashable:
-    if isinstance(key, tuple):
-        return tuple(_bounded(part) for part in key)
-    if isinstance(key, str) and len(key) > MAX_KEY_CHARS:
-        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    return key
+    """``key``, or its digest when its parts (strings, numbers) are longer than
+    ``MAX_KEY_CHARS`` characters in all."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if sum(len(p) if isinstance(p, str) else 1 for p in parts) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        text = part if isinstance(part, str) else repr(part)
+        digest.update(b"%d:" % len(text) + text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +156,10 @@ class RefusedCookie:
 
 class RefusedCookies:
     """Cookies the browser refused, per (page origin, proxy origin): at most ``limit``
-    pairs (the oldest forgotten first) and ``MAX_COOKIES_KEPT`` names each."""
+    pairs (the oldest forgotten first) and ``MAX_COOKIES_KEPT`` names each, a name at
+    most ``MAX_KEY_CHARS`` characters (under ``REFUSED_COOKIES_BYTES`` in all)."""
 
-    def __init__(self, limit: int = MAX_REMEMBERED) -> None:
+    def __init__(self, limit: int = MAX_PAGES) -> None:
         self.limit = limit
         self._pairs: dict[Hashable, dict[str, RefusedCookie]] = {}
 
@@ -149,6 +168,7 @@ class RefusedCookies:
 
     def remember(self, pair: tuple[str, str], name: str, refused: RefusedCookie | None) -> None:
         """Note what became of cookie ``name`` (None: the browser keeps and sends it)."""
+        name = name[:MAX_KEY_CHARS]
         key = _bounded(pair)
         names = self._pairs.get(key)
         if refused is None:
@@ -162,7 +182,7 @@ class RefusedCookies:
         names.pop(name, None)
         if len(names) >= MAX_COOKIES_KEPT:
             del names[next(iter(names))]
-        names[name[:MAX_KEY_CHARS]] = refused
+        names[name] = refused
 
     def missing(self, pair: tuple[str, str], sent: str) -> list[tuple[str, RefusedCookie]]:
         """The refused cookies of ``pair`` that the Cookie field ``sent`` lacks."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 from proxy.diagnosis.explain import (
     MAX_COOKIES_KEPT,
     MAX_KEY_CHARS,
+    MAX_PAGES,
+    MAX_REMEMBERED,
     NOTHING,
+    ONCE_BYTES,
+    REFUSED_COOKIES_BYTES,
     Explainer,
     Explanation,
     Once,
@@ -129,8 +135,61 @@ def test_once_keeps_long_keys_as_digests() -> None:
     assert once.first(("cookie", long))
     assert not once.first(("cookie", long))
     assert once.first(("cookie", long + "!"))
-    stored = [key for key in once._keys if isinstance(key, tuple)]
-    assert all(len(part) <= MAX_KEY_CHARS for key in stored for part in key)
+    assert once.first(("o" * MAX_KEY_CHARS, "x"))  # short parts, too long together
+    assert once.first(("o" * MAX_KEY_CHARS, "y"))
+    assert not once.first(("o" * MAX_KEY_CHARS, "y"))
+    long_a, long_b = ("o" * MAX_KEY_CHARS + "ab", "c"), ("o" * MAX_KEY_CHARS + "a", "bc")
+    assert once.first(long_a)
+    assert once.first(long_b)  # the same characters, other parts: another digest
+    assert once.first(("ab", "c"))
+    assert all(len(key) <= MAX_KEY_CHARS for key in once._keys if isinstance(key, str))
+    assert ("ab", "c") in once._keys  # a short key is kept as it is
+
+
+WIDE = "\U0001f600"  # CPython stores a string with it in 4 bytes a character
+
+
+def held(fill: Callable[[], object]) -> int:
+    """The bytes still allocated after ``fill()``, kept alive by what it returns."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = fill()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept is not None
+    return grown
+
+
+def test_a_table_of_things_said_holds_at_most_once_bytes() -> None:
+    """Keys a client chooses (a path, Origin, Host) as long and wide as they come."""
+
+    def fill() -> Once:
+        once = Once()
+        for n in range(4 * MAX_REMEMBERED):
+            once.first((f"{n}{WIDE * 5000}", 500))  # kept as a digest
+        for n in range(4 * MAX_REMEMBERED):
+            once.first((f"{n}{WIDE * 120}", WIDE * (MAX_KEY_CHARS - 130)))  # just fits
+        assert len(once) == MAX_REMEMBERED
+        return once
+
+    assert held(fill) <= ONCE_BYTES
+
+
+def test_refused_cookies_hold_at_most_their_bytes() -> None:
+    def fill() -> RefusedCookies:
+        cookies = RefusedCookies()
+        why = RefusedCookie(WIDE * 200, "did not store it", WIDE * 300)
+        for n in range(2 * MAX_PAGES):
+            pair = (f"http://{n}{'p' * 5000}.test", WIDE * 10_000)
+            for name in range(2 * MAX_COOKIES_KEPT):
+                # distinct strings, as each response's Set-Cookie parses to
+                reason = RefusedCookie(why.set_by + str(n), why.fate, why.why + str(name))
+                cookies.remember(pair, f"{name}{WIDE * 1000}", reason)
+        return cookies
+
+    assert held(fill) <= REFUSED_COOKIES_BYTES
 
 
 def test_hostile_values_cannot_grow_the_memory() -> None:
