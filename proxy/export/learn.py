@@ -14,8 +14,12 @@ it while ``cors-proxy learn`` runs permissively); ``Learner.yaml`` writes the ru
   on the responses), and ``allow_credentials: true`` only where a credentialed request
   was seen (``Cookie`` or ``Authorization`` sent, or a cookie set in the answer).
 
-Memory is bounded: at most ``MAX_PATHS`` distinct paths and ``MAX_ORIGINS`` origins are
-kept, each name at most ``MAX_NAME`` characters; what is left out is counted and said.
+Memory is bounded in bytes: at most ``MAX_PATHS`` distinct paths and ``MAX_ORIGINS``
+origins are kept, each name at most ``MAX_NAME`` characters, and everything kept (paths,
+origins, methods, header names, with their table slots) costs at most
+``MAX_LEARNED_BYTES`` by a conservative estimate (``_cost``: 4 bytes a character for a
+name that is not ASCII, 128 bytes of overhead a name, 1 KiB a path's tables): the
+clients choose all of them. What is left out is counted and said.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ MAX_PATHS: Final = 10_000
 MAX_ORIGINS: Final = 1_000
 MAX_NAME: Final = 2_048  # characters of a path or origin kept
 MAX_HEADERS: Final = 256  # distinct header names per path (requested, or on responses)
+MAX_LEARNED_BYTES: Final = 16 * 1024 * 1024  # everything kept, as _cost estimates it
+_NAME_OVERHEAD: Final = 128  # bytes: a str's header and its slot in a set or dict
+_USE_OVERHEAD: Final = 1024  # bytes: a path's _Use and its empty tables
+_OVER_BUDGET: Final = f"names past the learner's {MAX_LEARNED_BYTES >> 20} MiB memory bound"
 LEARNED_MAX_AGE: Final = 600
 # The one rule learning mode runs with: every origin (reflected, never "*"), with
 # credentials, any method and header, every response header exposed, and Max-Age 0 so
@@ -131,15 +139,37 @@ class LearnedRule:
     allow_private_network: bool
 
 
+def _cost(name: str) -> int:
+    """What keeping ``name`` costs at most, in bytes (CPython stores a str in 1, 2 or 4
+    bytes a character, after a header of under 100 bytes)."""
+    return _NAME_OVERHEAD + (len(name) if name.isascii() else 4 * len(name))
+
+
 class Learner:
     def __init__(self) -> None:
         self.paths: dict[str, _Use] = {}
         self.origins: set[str] = set()
         self.seen = 0
         self.left_out: dict[str, int] = {}  # why -> how many exchanges
+        self.kept = 0  # bytes kept, as _cost estimates them (at most MAX_LEARNED_BYTES)
 
     def _skip(self, why: str) -> None:
         self.left_out[why] = self.left_out.get(why, 0) + 1
+
+    def _add(self, table: set[str], name: str, cost: int) -> bool:
+        """Put ``name`` in ``table`` if it is there or ``cost`` fits; False: it did not."""
+        if name not in table:
+            if not self._room(cost):
+                return False
+            table.add(name)
+        return True
+
+    def _room(self, cost: int) -> bool:
+        """Whether ``cost`` more bytes fit under ``MAX_LEARNED_BYTES`` (then counted)."""
+        if self.kept + cost > MAX_LEARNED_BYTES:
+            return False
+        self.kept += cost
+        return True
 
     def observe(self, obs: Observation) -> None:
         self.seen += 1
@@ -155,22 +185,28 @@ class Learner:
             return self._skip("a path that is not UTF-8 once decoded")
         if not is_token(obs.method):
             return self._skip("a method that is not an HTTP token")
+        if len(obs.method) > MAX_NAME:
+            return self._skip("a method longer than any a browser sends")
         if obs.origin not in self.origins:
             if len(self.origins) >= MAX_ORIGINS:
                 return self._skip(f"more than {MAX_ORIGINS} origins")
+            if not self._room(_cost(obs.origin)):
+                return self._skip(_OVER_BUDGET)
             self.origins.add(obs.origin)
         use = self.paths.get(obs.path)
         if use is None:
             if len(self.paths) >= MAX_PATHS:
                 return self._skip(f"more than {MAX_PATHS} paths")
+            if not self._room(_cost(obs.path) + _USE_OVERHEAD):
+                return self._skip(_OVER_BUDGET)
             use = self.paths[obs.path] = _Use()
-        use.origins.add(obs.origin)
-        use.methods.add(obs.method)
+        over = not self._add(use.origins, obs.origin, _cost(obs.origin))
+        over |= not self._add(use.methods, obs.method, _cost(obs.method))
         for name in obs.request_headers:
             low = name.lower()
-            ok = low not in SAFELISTED_REQUEST_HEADERS and is_token(low)
+            ok = low not in SAFELISTED_REQUEST_HEADERS and is_token(low) and len(low) <= MAX_NAME
             if ok and len(use.headers) < MAX_HEADERS:
-                use.headers.add(low)
+                over |= not self._add(use.headers, low, _cost(low))
         for name in obs.response_headers:
             low = name.lower()
             if (
@@ -178,10 +214,16 @@ class Learner:
                 or low in NOT_READ_BY_SCRIPTS
                 or low.startswith("access-control-")
                 or not is_token(name)
+                or len(name) > MAX_NAME
             ):
                 continue
-            if len(use.expose) < MAX_HEADERS:
-                use.expose.setdefault(low, name)
+            if low not in use.expose and len(use.expose) < MAX_HEADERS:
+                if self._room(2 * _cost(name)):
+                    use.expose[low] = name
+                else:
+                    over = True
+        if over:
+            self._skip(_OVER_BUDGET)
         use.credentials |= obs.credentials
         use.private_network |= obs.private_network
         return None

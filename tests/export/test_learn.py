@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tracemalloc
+
+import pytest
+
 from proxy.config.lint import lint
 from proxy.config.loader import load
 from proxy.export import learn as learn_module
@@ -76,6 +81,48 @@ def test_bounded(monkeypatch) -> None:
     learner = rules_of([Observation(A, f"/p{i}", "GET") for i in range(10)])
     assert len(learner.paths) == 3
     assert learner.left_out == {"more than 3 paths": 7}
+
+
+BUDGET = 2 << 20  # bytes: MAX_LEARNED_BYTES in these tests, to fill it quickly
+
+
+def flood(n: int) -> Observation:
+    """Observation ``n`` of a client making every name distinct: short ones (the most
+    overhead per character) and long ones stored 4 bytes a character."""
+    wide = "\U0001f600" * 500
+    return Observation(
+        f"http://h{n}.test" if n % 2 else f"http://{('h' * 60 + '.') * 3}h{n}.test",
+        f"/p{n}" if n % 3 else f"/{wide}{n}",
+        f"M{n}" if n % 2 else f"{'M' * 1000}{n}",
+        (*(f"x-{n}-{k}" for k in range(20)), f"x-{'h' * 1500}-{n}"),
+        tuple(f"X-R{n}-{k}" for k in range(20)),
+    )
+
+
+@pytest.mark.parametrize("paths", [10, 100_000])
+def test_memory_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch, paths: int) -> None:
+    """Clients choose every name the learner keeps (origins, paths, methods, header
+    names): however many and however long, they cost at most MAX_LEARNED_BYTES. With
+    10 paths each keeps thousands of methods and header names; with 100,000 (past
+    MAX_PATHS) the paths themselves fill it."""
+    monkeypatch.setattr(learn_module, "MAX_LEARNED_BYTES", BUDGET)
+    monkeypatch.setattr(learn_module, "MAX_PATHS", paths)
+    learner = Learner()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(6000):
+            obs = flood(n)
+            if paths == 10:
+                obs = dataclasses.replace(obs, origin=A, path=f"/p{n % 10}")
+            learner.observe(obs)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert learner.kept <= BUDGET
+    assert learner.left_out[learn_module._OVER_BUDGET] > 0  # it was reached
+    assert grown <= BUDGET, f"{grown} bytes kept"
+    assert learner.yaml(listen="127.0.0.1:8080", upstream="http://127.0.0.1:5000")
 
 
 def test_learned_rules_load_without_warnings(tmp_path) -> None:

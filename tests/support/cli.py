@@ -53,8 +53,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def start_proxy(upstream: str, log: Path, *args: str) -> subprocess.Popen[str]:
     """``python -m proxy --origin ORIGIN`` in front of ``upstream``, its startup line on
-    stdout; the log goes to a file (lines into an unread pipe would block the proxy)."""
-    flags = ["--upstream", upstream, "--origin", ORIGIN, "--listen", "127.0.0.1:0", *args]
+    stdout; the log goes to a file (lines into an unread pipe would block the proxy).
+    With ``learn`` as the first of ``args``: ``cors-proxy learn`` (every origin)."""
+    if args[:1] == ("learn",):
+        flags = ["learn", "--upstream", upstream, "--listen", "127.0.0.1:0", *args[1:]]
+    else:
+        flags = ["--upstream", upstream, "--origin", ORIGIN, "--listen", "127.0.0.1:0", *args]
     with log.open("w") as out:
         return subprocess.Popen(
             [*proxy_command(), *flags],
