@@ -2,9 +2,9 @@
 
 aiohttp's low-level server has no public way to ask what the proxy needs: whether a
 connection waits for its next request, the request bodies queued behind the one being
-served (for half-closed clients), the arguments and loop its ``web.Server`` makes
-each connection handler with (to make one for a connection the fast lane hands over),
-and a response's HTTP version (its request's).
+served (for half-closed clients), whether a WebSocket has the connection, the arguments
+and loop its ``web.Server`` makes each connection handler with (to make one for a
+connection the fast lane hands over), and a response's HTTP version (its request's).
 Those live in private attributes, read here only.
 
 Tested with aiohttp 3.14 (3.14.5), the one minor version pyproject.toml allows
@@ -38,6 +38,12 @@ def waits_for_request(handler: RequestHandler) -> bool:
     future its request loop awaits while no message is queued)."""
     waiter = handler._waiter
     return waiter is not None and not waiter.done()
+
+
+def upgraded(handler: RequestHandler) -> bool:
+    """Whether another protocol's reader has the connection's bytes now (a WebSocket:
+    ``RequestHandler._payload_parser``, which ``set_parser`` sets when one is prepared)."""
+    return handler._payload_parser is not None
 
 
 def handler_arguments(server: web.Server) -> tuple[asyncio.AbstractEventLoop, dict[str, Any]]:

@@ -20,7 +20,12 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineToo
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from proxy.http.aiohttp_private import handler_arguments, queued_bodies, waits_for_request
+from proxy.http.aiohttp_private import (
+    handler_arguments,
+    queued_bodies,
+    upgraded,
+    waits_for_request,
+)
 from proxy.http.downstream import Fields, bare_request_line, utf8_fields
 from proxy.log.record import safe
 from proxy.log.sink import LogSink
@@ -103,6 +108,11 @@ class AiohttpHandler(RequestHandler):
         # they are done. Otherwise close now: when idle (aiohttp's close() would leave the
         # socket open), or when a body is cut short, so it is seen as truncated and a
         # linger reading the rest does not wait for bytes that never come.
+        if upgraded(self):
+            # A WebSocket client that is gone without a close frame: closing the
+            # transport ends its reader, so the bridge and its upstream socket end too
+            # (kept half-open, both stayed until the upstream sent something).
+            return False
         bodies = queued_bodies(self)
         if self.body is not None:
             bodies.append(self.body)

@@ -95,3 +95,29 @@ async def test_an_absolute_form_upgrade_reaches_the_path(make_proxy: MakeProxy, 
     writer.write(b"\x88\x82\x00\x00\x00\x00\x03\xe8")  # close 1000
     assert (await asyncio.wait_for(reader.read(2), 5))[:1] == b"\x88"
     writer.close()
+
+
+@pytest.mark.parametrize("server_lane", ["fast", "aiohttp"])
+async def test_a_client_gone_without_a_close_frame_ends_the_bridge(
+    echo: str, make_proxy: MakeProxy, server_lane: str
+) -> None:
+    """A client whose TCP connection ends without a WebSocket close frame (a killed tab,
+    a dropped laptop lid): the bridge and its upstream socket end with it. Kept
+    half-open, both stayed until the upstream sent something (or forever). ``echo``
+    comes first so that the proxy stops first, whatever the outcome."""
+    p = await make_proxy(echo)
+    reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
+    writer.write(
+        b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    assert len(p.server.open_sockets) == 2  # the client's leg and the upstream's
+    writer.close()
+    for _ in range(50):
+        if not p.server.open_sockets:
+            break
+        await asyncio.sleep(0.05)
+    assert not p.server.open_sockets, list(p.server.open_sockets)

@@ -20,6 +20,7 @@ from proxy.http.aiohttp_private import (
     as_http11,
     handler_arguments,
     queued_bodies,
+    upgraded,
     waits_for_request,
 )
 from tests.support import ROOT
@@ -95,7 +96,33 @@ async def test_handler_keeps_its_waiter_and_queued_requests() -> None:
         await server.shutdown(1)
 
 
-@pytest.mark.parametrize("name", ["_messages", "_waiter"])
+async def test_a_websocket_sets_the_handlers_payload_parser() -> None:
+    prepared = asyncio.Event()
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        prepared.set()
+        await ws.receive()
+        return ws
+
+    server = web.Server(handle)
+    listener = await asyncio.get_running_loop().create_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"http://127.0.0.1:{port}/")  # a plain request first
+            (handler,) = server.connections
+            assert not upgraded(handler), "RequestHandler._payload_parser"
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws"):
+                await asyncio.wait_for(prepared.wait(), 2)
+                (handler,) = (h for h in server.connections if upgraded(h))
+    finally:
+        listener.close()
+        await server.shutdown(1)
+
+
+@pytest.mark.parametrize("name", ["_messages", "_waiter", "_payload_parser"])
 def test_the_attributes_are_still_slots(name: str) -> None:
     slots = {s for cls in RequestHandler.__mro__ for s in getattr(cls, "__slots__", ())}
     assert name in slots, f"aiohttp's RequestHandler no longer has {name}"
