@@ -77,18 +77,25 @@ async def test_pages_on_the_proxys_own_address_need_no_rule(
         assert info.value.status == 403
 
 
+async def raw_upgrade(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket upgrade of ``target`` sent as raw bytes (clients refuse an absolute
+    target), its 101 read."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
+
+
 async def test_an_absolute_form_upgrade_reaches_the_path(make_proxy: MakeProxy, echo: str) -> None:
     """``GET http://host/api/ws`` is bridged to the upstream's /api/ws (origin-form), the
     request line's host as ``Host``."""
     p = await make_proxy(echo)
-    reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
-    writer.write(
-        b"GET http://localhost/api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101 "), head
+    reader, writer = await raw_upgrade(p.port, "http://localhost/api/ws")
     # a masked text frame "hi" (key 0), echoed back unmasked; then a close, answered
     writer.write(b"\x81\x82\x00\x00\x00\x00hi")
     assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x81\x02hi"
@@ -106,14 +113,7 @@ async def test_a_client_gone_without_a_close_frame_ends_the_bridge(
     half-open, both stayed until the upstream sent something (or forever). ``echo``
     comes first so that the proxy stops first, whatever the outcome."""
     p = await make_proxy(echo)
-    reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
-    writer.write(
-        b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101 "), head
+    _, writer = await raw_upgrade(p.port, "/api/ws")
     assert len(p.server.open_sockets) == 2  # the client's leg and the upstream's
     writer.close()
     for _ in range(50):
