@@ -15,6 +15,7 @@ from proxy.config.model import Overrides
 from proxy.server import ProxyServer
 from tests.support import ORIGIN, ROOT
 from tests.support.cli import Proc
+from tests.support.devserver import end_supervised
 from tests.support.lane import Lane, make_lane
 from tests.support.proxy import MakeProxy, RunningProxy, write_yaml
 from tests.support.upstream_app import Upstream, start_upstream
@@ -117,6 +118,12 @@ async def fake_lane() -> AsyncIterator[Lane]:
     lane = make_lane()
     yield lane
     await lane.server.shutdown(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_supervised_proxy_left() -> Iterator[None]:
+    yield
+    end_supervised()
 
 
 @pytest.fixture

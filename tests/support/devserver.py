@@ -3,6 +3,7 @@ that prove nothing is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.support import ROOT
 from tests.support.cli import proxy_command
@@ -39,7 +40,10 @@ def line_of(path: Path, marker: str) -> int:
 class Supervised:
     """``python -m proxy ARGS -- COMMAND`` (or without a command) in its own session, so
     that a test can send the terminal's Ctrl-C to its whole process group. Its stdout
-    and stderr lines are collected as they come."""
+    and stderr lines are collected as they come. One still running when its test ends
+    (an assertion failed midway) is killed by ``end_supervised`` (tests/conftest.py)."""
+
+    started: ClassVar[list[Supervised]] = []
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class Supervised:
             start_new_session=True,
             preexec_fn=preexec_fn,
         )
+        Supervised.started.append(self)
         self.lines: list[str] = []
         self.stdout: list[str] = []
         self._cond = threading.Condition()
@@ -133,6 +138,17 @@ class Supervised:
         if self.p.poll() is None:
             self.p.kill()
         self.wait()
+
+
+def end_supervised() -> None:
+    """Kill the process group of every ``Supervised`` a test left running, and close
+    its pipes (its dev server, if any, is ended by the proxy's watchdog)."""
+    while Supervised.started:
+        s = Supervised.started.pop()
+        if s.p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(s.p.pid, signal.SIGKILL)
+        s.wait()
 
 
 def _processes() -> Iterator[tuple[int, Path]]:
