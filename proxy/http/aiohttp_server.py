@@ -83,6 +83,7 @@ class AiohttpHandler(RequestHandler):
         self._log = manager.log
         self.body: aiohttp.StreamReader | None = None  # of the latest request (for EOF)
         self._opening: bytearray | None = bytearray()  # the first line, until it is whole
+        self.peer_eof = False  # the client sent FIN: a page's event stream is over
 
     def data_received(self, data: bytes) -> None:
         opening = self._opening
@@ -108,6 +109,7 @@ class AiohttpHandler(RequestHandler):
         # they are done. Otherwise close now: when idle (aiohttp's close() would leave the
         # socket open), or when a body is cut short, so it is seen as truncated and a
         # linger reading the rest does not wait for bytes that never come.
+        self.peer_eof = True
         if upgraded(self):
             # A WebSocket client that is gone without a close frame: closing the
             # transport ends its reader, so the bridge and its upstream socket end too

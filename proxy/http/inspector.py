@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.config.model import Config, check_lines
+from proxy.http.aiohttp_server import AiohttpHandler
 from proxy.http.probe import in_container
 from proxy.inspector import view
 from proxy.inspector.access import (
@@ -41,6 +42,7 @@ PAIR_CONTEXT = 256  # earlier exchanges searched for the preflight of a pushed r
 MAX_LISTENERS = 16  # pages open at once
 QUEUE = 16  # pushes waiting for a slow page before it is disconnected (it reconnects)
 HEARTBEAT = 15.0  # seconds between comments on a quiet stream (proxies, timeouts)
+CLOSED_CHECK = 1.0  # seconds between looks at whether a quiet page's connection closed
 CLEAR_HEADER = "X-Cors-Proxy-Inspector"  # a POST needs it: a cross-origin form cannot send it
 
 ASSETS = {
@@ -238,13 +240,20 @@ class Inspector:
         listener = self.listen(request.transport)
         try:
             await resp.write(b"retry: 2000\n\n" + _event("exchanges", snapshot, self.ring.last_id))
+            quiet = 0.0
             while True:
                 try:
-                    data = await asyncio.wait_for(listener.queue.get(), HEARTBEAT)
+                    data = await asyncio.wait_for(listener.queue.get(), CLOSED_CHECK)
                 except TimeoutError:
+                    if _page_gone(request):
+                        break  # its place is free now, not at the next push or heartbeat
+                    quiet += CLOSED_CHECK
+                    if quiet < HEARTBEAT:
+                        continue
                     data = b": still here\n\n"
                 if data is None:
                     break
+                quiet = 0.0
                 await resp.write(data)
         except ConnectionError:
             pass  # the page was closed
@@ -300,6 +309,15 @@ class Inspector:
         """Shutdown: end every event stream (their pages see the proxy go away)."""
         for listener in list(self.listeners):
             listener.offer(None)
+
+
+def _page_gone(request: web.BaseRequest) -> bool:
+    """The page's connection is closed, or the browser ended it (FIN: a page never
+    half-closes an event stream, so the proxy keeping it half-open waits for nothing)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return True
+    return isinstance(request.protocol, AiohttpHandler) and request.protocol.peer_eof
 
 
 def container_gateways() -> tuple[str, ...]:

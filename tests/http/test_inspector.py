@@ -4,6 +4,7 @@ event stream, who may see them, the ring's bound, and what it costs to shut down
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 
 from proxy.http.fastlane import MAX_HEAD
+from proxy.http.inspector import MAX_LISTENERS
 from proxy.inspector.ring import MAX_HEAD_BYTES
 from tests.support import ORIGIN
 from tests.support.proxy import MakeProxy, RunningProxy
@@ -419,3 +421,25 @@ async def test_the_upstreams_last_failure(
     kept = (await settled(session, p, 1))["exchanges"][0]
     assert kept["error"]
     assert {h["name"] for h in kept["response_headers"]} >= {"X-Cors-Proxy-Error"}
+
+
+async def test_a_seventeenth_page_is_refused_until_one_closes(
+    p: RunningProxy, session: aiohttp.ClientSession
+) -> None:
+    async with contextlib.AsyncExitStack() as pages:
+        for _ in range(MAX_LISTENERS):
+            events = await pages.enter_async_context(session.get(p.url + INSPECTOR + "events"))
+            await read_event(events)
+        async with session.get(p.url + INSPECTOR + "events") as refused:
+            assert refused.status == 503
+            assert await refused.text() == (
+                f"cors-proxy: too many inspector pages open (at most {MAX_LISTENERS})\n"
+            )
+            assert not [h for h in refused.headers if h.lower().startswith("access-control-")]
+    for _ in range(150):  # the closed pages' streams end on the proxy's side too (1 s)
+        if not p.server.inspector.listeners:
+            break
+        await asyncio.sleep(0.02)
+    async with session.get(p.url + INSPECTOR + "events") as events:
+        assert events.status == 200
+        await read_event(events)
