@@ -174,10 +174,24 @@ def _upstream_from(cfg: Config, overrides: Overrides) -> str | None:
     return None
 
 
-def _learn(argv: Sequence[str]) -> int:
+def learning_server(cfg: Config, **options: Any) -> tuple[ProxyServer, Callable[[], str]]:
+    """``cors-proxy learn``'s proxy: ``cfg`` with the one permissive rule, recording every
+    allowed cross-origin exchange; and the rules so far, as YAML (served at
+    ``/__cors-proxy__/learned``)."""
     from proxy.export.learn import LEARNING_RULE, Learner
     from proxy.server import ProxyServer
 
+    cfg = replace(cfg, rules=(LEARNING_RULE,), warnings=())
+    learner = Learner()
+    listen = f"{cfg.listen_host}:{cfg.listen_port}"
+
+    def learned() -> str:
+        return learner.yaml(listen=listen, upstream=cfg.upstream)
+
+    return ProxyServer(cfg, observe=learner.observe, learned=learned, **options), learned
+
+
+def _learn(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="cors-proxy learn",
         description="Run permissively, record the cross-origin traffic, and on Ctrl-C print"
@@ -196,14 +210,7 @@ def _learn(argv: Sequence[str]) -> int:
         for problem in exc.problems:
             print(f"cors-proxy: config error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    cfg = replace(cfg, rules=(LEARNING_RULE,), warnings=())
-    learner = Learner()
-    listen = f"{cfg.listen_host}:{cfg.listen_port}"
-
-    def learned() -> str:
-        return learner.yaml(listen=listen, upstream=cfg.upstream)
-
-    server = ProxyServer(cfg, observe=learner.observe, learned=learned)
+    server, learned = learning_server(cfg)
     print(
         "cors-proxy: learning: every origin is allowed, with credentials, and every preflight"
         " answered; Ctrl-C prints the rules (so far: GET /__cors-proxy__/learned)",

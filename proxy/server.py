@@ -89,9 +89,6 @@ class ProxyServer:
         observe: Callable[[Observation], None] | None = None,
         learned: Callable[[], str] | None = None,
     ) -> None:
-        # Learning mode's rules so far, as YAML: served at /__cors-proxy__/learned (the
-        # inspector page can show the same text).
-        self.learned = learned
         self.config_path = config_path
         self.fast_lane = fast_lane  # False: aiohttp's server answers everything (tests)
         self.overrides = overrides or Overrides()
@@ -99,10 +96,14 @@ class ProxyServer:
         self._make_client = make_client or _default_client
         self.generation = Generation.build(1, config, self._make_client(config))
         # observe: learning mode, every allowed cross-origin exchange
-        # The inspector: the last exchanges, kept while it is enabled, and its page.
+        # The inspector: the last exchanges, kept while it is enabled, and its page; in
+        # learning mode also the rules so far (learned: as YAML) at /__cors-proxy__/learned.
         self.ring = Ring(config.inspector.keep)
         self.inspector = Inspector(
-            self.ring, lambda: (self.generation.number, self.generation.config), self.state
+            self.ring,
+            lambda: (self.generation.number, self.generation.config),
+            self.state,
+            learned=learned,
         )
         self.last_reload: dict[str, Any] | None = None
         ring = self.ring if config.inspector.enabled else None
@@ -152,7 +153,7 @@ class ProxyServer:
         if refusal is not None:
             return await self.refuse(request, refusal)
         if target.path.startswith(OWN_PREFIX):
-            return await own_endpoint(request, self.health, self.learned, self.inspector)
+            return await own_endpoint(request, self.health, self.inspector)
         if is_upgrade(request):
             return await self.websocket(request, target)
         response = AiohttpResponse(request, send_timeout=SEND_TIMEOUT)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from proxy.cli import learning_server
 from proxy.config.loader import load
 from proxy.config.model import Overrides
 from proxy.server import ProxyServer
@@ -75,7 +76,8 @@ async def make_proxy(tmp_path: Any, server_lane: str) -> AsyncIterator[MakeProxy
     """Start a proxy from a config mapping (``upstream`` defaults to the Flask app)."""
     started: list[RunningProxy] = []
 
-    async def _make(upstream_url: str, **config: Any) -> RunningProxy:
+    async def _make(upstream_url: str, *, learn: bool = False, **config: Any) -> RunningProxy:
+        """``learn``: as ``cors-proxy learn`` runs it (the config's rules are replaced)."""
         data = {"listen": "127.0.0.1:0", "upstream": upstream_url, **config}
         data.setdefault(
             "rules",
@@ -95,12 +97,11 @@ async def make_proxy(tmp_path: Any, server_lane: str) -> AsyncIterator[MakeProxy
         path = write_yaml(tmp_path / f"config{len(started)}.yaml", data)
         cfg = load(path, Overrides())
         stream = io.StringIO()
-        server = ProxyServer(
-            cfg,
-            config_path=path,
-            log_stream=stream,
-            fast_lane=server_lane == "fast",
-        )
+        lane = server_lane == "fast"
+        if learn:
+            server, _ = learning_server(cfg, log_stream=stream, fast_lane=lane)
+        else:
+            server = ProxyServer(cfg, config_path=path, log_stream=stream, fast_lane=lane)
         await server.start()
         running = RunningProxy(server, stream)
         started.append(running)

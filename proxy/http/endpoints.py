@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from proxy.inspector.access import client_allowed
-
 if TYPE_CHECKING:
     from proxy.http.inspector import Inspector
 
@@ -18,18 +16,11 @@ OWN_PREFIX = "/__cors-proxy__/"
 async def own_endpoint(
     request: web.BaseRequest,
     health: Callable[[], Awaitable[dict[str, Any]]],
-    learned: Callable[[], str] | None = None,
     inspector: Inspector | None = None,
 ) -> web.StreamResponse:
     name = request.path.removeprefix(OWN_PREFIX) if request.path.startswith(OWN_PREFIX) else None
     if name == "health":
         return web.json_response(await health(), headers={"Cache-Control": "no-store"})
-    if name == "learned" and learned is not None:
-        if not client_allowed(request.remote or "", ()):
-            return web.Response(status=403, text="cors-proxy: loopback clients only\n")
-        return web.Response(
-            text=learned(), content_type="application/yaml", headers={"Cache-Control": "no-store"}
-        )
     if name is not None and inspector is not None:
         return await inspector.handle(request, name)
     return web.json_response(

@@ -6,6 +6,9 @@ Safe by construction: no CORS headers (another origin's script cannot read any o
 a strict Content-Security-Policy with Trusted Types, no external assets, and answers
 only for the clients and host names ``proxy.inspector.access`` allows.
 
+In learning mode (``cors-proxy learn``) it also serves the rules learned so far at
+``learned``.
+
 Cost: nothing runs per exchange unless a page listens. Then the ring wakes this module
 at most once per ``TICK``, which sends the newest ``MAX_BATCH`` exchanges (and the
 counts of all) to every page in one write each: at most 200 exchanges a second are
@@ -68,6 +71,7 @@ SECURITY_HEADERS = {
 
 Current = Callable[[], tuple[int, Config]]  # the running generation's number and config
 State = Callable[[], Awaitable[dict[str, Any]]]  # last reload, upstream: for /config
+Learned = Callable[[], str]  # learning mode's rules so far, as YAML
 
 
 class Listener:
@@ -87,11 +91,17 @@ class Listener:
 
 class Inspector:
     def __init__(
-        self, ring: Ring, current: Current, state: State, extra_clients: tuple[str, ...] = ()
+        self,
+        ring: Ring,
+        current: Current,
+        state: State,
+        extra_clients: tuple[str, ...] = (),
+        learned: Learned | None = None,
     ) -> None:
         self.ring = ring
         self.current = current
         self.state = state
+        self.learned = learned  # None: not in learning mode (no /learned, no panel)
         self.extra_clients = extra_clients  # a container's gateway (published ports)
         self.listeners: set[Listener] = set()
         self.sent = 0  # the newest id pushed to the pages
@@ -151,6 +161,11 @@ class Inspector:
             return await self.events(request, number, cfg)
         if name == "config":
             return _json(await self.config(number, cfg))
+        if name == "learned" and self.learned is not None:
+            return web.Response(
+                body=self.learned().encode(),
+                headers={**SECURITY_HEADERS, "Content-Type": "application/yaml; charset=utf-8"},
+            )
         return _json({"error": "not found", "detail": f"no inspector page {name!r}"}, 404)
 
     def asset(self, name: str) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from proxy.http.fastlane import MAX_HEAD
 from proxy.http.inspector import MAX_LISTENERS
@@ -443,3 +444,41 @@ async def test_a_seventeenth_page_is_refused_until_one_closes(
     async with session.get(p.url + INSPECTOR + "events") as events:
         assert events.status == 200
         await read_event(events)
+
+
+async def test_learned_rules_are_the_inspectors_guarded_like_its_json(
+    make_proxy: MakeProxy, upstream: Upstream, session: aiohttp.ClientSession
+) -> None:
+    """`cors-proxy learn`'s rules so far: for the inspector's page (and curl) only."""
+    address = non_loopback_address()
+    p = await make_proxy(upstream.url, learn=True, listen="0.0.0.0:0")
+    async with session.get(p.url + "/api/hello", headers={"Origin": EVIL}) as r:
+        assert r.status == 200
+        assert r.headers["Access-Control-Allow-Origin"] == EVIL  # learning: every origin
+    learned = p.url + INSPECTOR + "learned"
+    page = {"Origin": p.url, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    for headers in ({}, page, {"Host": "localhost"}):
+        async with session.get(learned, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["Content-Type"] == "application/yaml; charset=utf-8"
+            assert not [h for h in r.headers if h.lower().startswith("access-control-")]
+            assert "require-trusted-types-for 'script'" in r.headers["Content-Security-Policy"]
+            assert r.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+            assert r.headers["Cache-Control"] == "no-store"
+            rules = yaml.safe_load(await r.text())["rules"]
+        assert [(x["paths"], x["origins"]) for x in rules] == [(["/api/hello"], [EVIL])]
+    refused = [
+        ({"Host": "attacker.example"}, "DNS rebinding"),
+        ({"Origin": EVIL, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}, "own page"),
+        ({"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"}, "own page"),
+    ]
+    for headers, why in refused:
+        async with session.get(learned, headers=headers) as r:
+            assert r.status == 403, headers
+            assert why in await r.text()
+            assert not [h for h in r.headers if h.lower().startswith("access-control-")]
+    async with session.get(f"http://{address}:{p.port}{INSPECTOR}learned") as r:
+        assert r.status == 403
+        assert "loopback clients only" in await r.text()
+    async with session.post(learned, headers=page) as r:
+        assert r.status == 405
