@@ -176,8 +176,8 @@ def _upstream_from(cfg: Config, overrides: Overrides) -> str | None:
 
 def learning_server(cfg: Config, **options: Any) -> tuple[ProxyServer, Callable[[], str]]:
     """``cors-proxy learn``'s proxy: ``cfg`` with the one permissive rule, recording every
-    allowed cross-origin exchange; and the rules so far, as YAML (served at
-    ``/__cors-proxy__/learned``)."""
+    allowed cross-origin exchange; and the rules so far, as YAML (its inspector page and
+    ``/__cors-proxy__/learned`` show them too)."""
     from proxy.export.learn import LEARNING_RULE, Learner
     from proxy.server import ProxyServer
 
@@ -213,7 +213,8 @@ def _learn(argv: Sequence[str]) -> int:
     server, learned = learning_server(cfg)
     print(
         "cors-proxy: learning: every origin is allowed, with credentials, and every preflight"
-        " answered; Ctrl-C prints the rules (so far: GET /__cors-proxy__/learned)",
+        " answered; Ctrl-C prints the rules (so far: on the inspector page, and at"
+        " GET /__cors-proxy__/learned)",
         file=sys.stderr,
         flush=True,
     )

@@ -7,7 +7,7 @@ a strict Content-Security-Policy with Trusted Types, no external assets, and ans
 only for the clients and host names ``proxy.inspector.access`` allows.
 
 In learning mode (``cors-proxy learn``) it also serves the rules learned so far at
-``learned``.
+``learned``; the page fetches them when an event says new exchanges arrived.
 
 Cost: nothing runs per exchange unless a page listens. Then the ring wakes this module
 at most once per ``TICK``, which sends the newest ``MAX_BATCH`` exchanges (and the
@@ -214,7 +214,8 @@ class Inspector:
 
     async def config(self, number: int, cfg: Config) -> dict[str, Any]:
         state = await self.state()
-        return {"generation": number, "check": check_lines(cfg), **state}
+        learning = self.learned is not None
+        return {"generation": number, "check": check_lines(cfg), "learning": learning, **state}
 
     def clear(self, request: web.BaseRequest) -> web.Response:
         origin = request.headers.get("Origin")
@@ -251,6 +252,7 @@ class Inspector:
         snapshot = {
             "exchanges": self.batch(after, min(self.ring.keep, MAX_SNAPSHOT), cfg),
             "summary": view.summary(self.ring, number),
+            "learning": self.learned is not None,  # the page shows the learned rules
         }
         listener = self.listen(request.transport)
         try:

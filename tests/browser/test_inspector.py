@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import yaml
 
 from tests.browser.helpers import FAILED_TO_FETCH, PageDriver
 from tests.browser.servers import FlaskUpstream, MakeProxy, PageServer, ProxyProcess, page_rule
+from tests.support.cli import Proc
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Locator, Page
@@ -32,14 +34,14 @@ INSPECTOR = "/__cors-proxy__/"
 class Inspector:
     """The inspector page in its own browser context, live."""
 
-    def __init__(self, browser: Browser, proxy: ProxyProcess, **context: Any) -> None:
+    def __init__(self, browser: Browser, origin: str, **context: Any) -> None:
         self.context: BrowserContext = browser.new_context(**context)
         self.context.set_default_timeout(10_000)
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(proxy.origin + INSPECTOR)
+        self.page.goto(origin + INSPECTOR)
         self.page.wait_for_selector("#live.on")  # the event stream is open
 
     def row(self, needle: str) -> Locator:
@@ -54,7 +56,7 @@ class Inspector:
 
 @pytest.fixture
 def inspector(browser: Browser, proxy: ProxyProcess) -> Iterator[Inspector]:
-    ins = Inspector(browser, proxy)
+    ins = Inspector(browser, proxy.origin)
     yield ins
     assert ins.errors == []  # no script error, no CSP violation
     ins.context.close()
@@ -81,6 +83,7 @@ def test_a_blocked_exchange_shows_within_a_second_in_chromiums_words_with_the_fi
     assert time.monotonic() - seen < 1.0
     assert "BLOCKED" in row.inner_text()
     assert row.evaluate("tr => tr.classList.contains('blocked')")
+    assert inspector.page.locator("#learned").is_hidden()  # not learning: no such panel
     row.click()
     inspector.page.wait_for_selector("#detail pre.console")
     said = inspector.page.locator("#detail pre.console").inner_text()
@@ -261,7 +264,7 @@ def test_the_story_blocked_open_the_page_copy_the_fix_save_and_it_passes(
     r, console = app.fetch_blocked(proxy.origin + path)
     assert r == FAILED_TO_FETCH
 
-    ins = Inspector(browser, proxy, permissions=["clipboard-read", "clipboard-write"])
+    ins = Inspector(browser, proxy.origin, permissions=["clipboard-read", "clipboard-write"])
     row = ins.row(path)
     row.wait_for()
     assert "BLOCKED" in row.inner_text()
@@ -296,3 +299,49 @@ def wait_for_generation(proxy: ProxyProcess, number: int, timeout: float = 10.0)
     while proxy.health()["config_generation"] < number:
         assert time.monotonic() < deadline, proxy.log()
         time.sleep(0.1)
+
+
+def test_learning_mode_shows_the_rules_learned_so_far_live(
+    browser: Browser, open_page: OpenPage, flask_app: FlaskUpstream
+) -> None:
+    """`cors-proxy learn` in front of Flask: after a cross-origin fetch, the inspector's
+    "Learned rules" panel (open by default) shows the YAML for exactly that origin and
+    path; after another fetch it shows the new rules without a reload; Copy copies them,
+    and Ctrl-C prints the same text."""
+    learner = Proc("learn", "--upstream", flask_app.url, "--listen", "127.0.0.1:0")
+    try:
+        app = open_page("localhost")
+        assert app.fetch(learner.url + "/api/hello").get("status") == 200, app.console
+        ins = Inspector(browser, learner.url, permissions=["clipboard-read", "clipboard-write"])
+        panel = ins.page.locator("#learned")
+        shown = ins.page.locator("#learned-yaml")
+        ins.page.locator("#learned-yaml", has_text="/api/hello").wait_for()
+        assert panel.evaluate("details => details.open")
+        assert "Ctrl-C" in panel.inner_text()
+        assert "--write FILE" in panel.inner_text()
+        rules = yaml.safe_load(shown.inner_text())["rules"]
+        assert [(r["paths"], r["origins"]) for r in rules] == [(["/api/hello"], [app.origin])]
+
+        ins.page.evaluate("window.stillTheSamePage = true")  # a reload would forget it
+        other = open_page("127.0.0.1")
+        assert other.fetch(learner.url + "/api/login").get("status") == 200, other.console
+        ins.page.locator("#learned-yaml", has_text=other.origin).wait_for()  # live
+        assert ins.page.evaluate("window.stillTheSamePage === true")
+        rules = yaml.safe_load(shown.inner_text())["rules"]
+        assert [(r["paths"], r["origins"]) for r in rules] == [
+            (["/api/*"], sorted([app.origin, other.origin]))
+        ]
+
+        ins.page.get_by_role("button", name="Copy the learned rules").click()
+        ins.page.get_by_role("button", name="Copy the learned rules").filter(
+            has_text="Copied"
+        ).wait_for()
+        copied = ins.page.evaluate("navigator.clipboard.readText()")
+        assert copied == shown.text_content()
+        assert ins.errors == []  # no script error, no CSP or Trusted Types violation
+        ins.context.close()
+    finally:
+        learner.p.send_signal(signal.SIGINT)
+        printed, err = learner.p.communicate(timeout=15)
+    assert learner.p.returncode == 0, err
+    assert printed == copied  # what Ctrl-C prints is what the page showed

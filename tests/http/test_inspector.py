@@ -482,3 +482,17 @@ async def test_learned_rules_are_the_inspectors_guarded_like_its_json(
         assert "loopback clients only" in await r.text()
     async with session.post(learned, headers=page) as r:
         assert r.status == 405
+
+
+async def test_the_page_hears_whether_the_proxy_is_learning(
+    make_proxy: MakeProxy, upstream: Upstream, session: aiohttp.ClientSession
+) -> None:
+    for learn in (True, False):
+        p = await make_proxy(upstream.url, learn=learn)
+        async with session.get(p.url + INSPECTOR + "config") as r:
+            assert (await r.json())["learning"] is learn
+        async with session.get(p.url + INSPECTOR + "events") as events:
+            kind, first = await read_event(events)
+        assert (kind, first["learning"]) == ("exchanges", learn)
+        async with session.get(p.url + INSPECTOR + "learned") as r:
+            assert r.status == (200 if learn else 404)

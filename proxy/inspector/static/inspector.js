@@ -447,6 +447,44 @@
   }
   $("config").addEventListener("toggle", () => { if ($("config").open) loadConfig(); });
 
+  // -- learned rules (cors-proxy learn) ----------------------------------------------
+  // Fetched when the panel is open and an event said new exchanges arrived: one request
+  // at a time, then a pause of at least a second (longer when writing them took long).
+  const learned = { on: false, stale: false, busy: false, timer: null, next: 0 };
+  function setLearning(on) {
+    if (on === learned.on) return;
+    learned.on = on;
+    $("learned").hidden = !on;
+    if (on) $("learned").open = true; // open by default while the proxy learns
+  }
+  function learnedChanged() {
+    learned.stale = true;
+    if (!learned.on || !$("learned").open || learned.busy || learned.timer !== null) return;
+    learned.timer = setTimeout(loadLearned, Math.max(0, learned.next - Date.now()));
+  }
+  async function loadLearned() {
+    learned.timer = null;
+    learned.stale = false;
+    learned.busy = true;
+    const started = Date.now();
+    try {
+      const r = await fetch("learned", { cache: "no-store" });
+      if (!r.ok) throw new Error(String(r.status));
+      const text = await r.text();
+      const pre = $("learned-yaml");
+      if (pre.textContent !== text) pre.textContent = text;
+      $("learned-brief").textContent = "· updated " + new Date().toLocaleTimeString();
+    } catch (e) {
+      $("learned-brief").textContent = "· could not load them (" + e.message + ")";
+    } finally {
+      learned.busy = false;
+      learned.next = Date.now() + Math.max(1000, 5 * (Date.now() - started));
+      if (learned.stale) learnedChanged();
+    }
+  }
+  $("learned").addEventListener("toggle", () => { if ($("learned").open && learned.stale) learnedChanged(); });
+  $("learned-copy").addEventListener("click", (e) => copy($("learned-yaml").textContent, e.currentTarget));
+
   // -- live updates ------------------------------------------------------------------
   function connect() {
     const live = $("live");
@@ -463,6 +501,8 @@
       const data = JSON.parse(e.data);
       renderSummary(data.summary);
       addExchanges(data.exchanges);
+      if ("learning" in data) setLearning(data.learning); // a stream's first event
+      if ("learning" in data || data.exchanges.length || data.skipped) learnedChanged();
       if (data.skipped) {
         state.skipped += data.skipped;
         $("skipped").textContent = state.skipped.toLocaleString() +
