@@ -6,14 +6,14 @@ and, for the inspector, Firefox (Debian's firefox-esr over Marionette: ``firefox
     upstream  http://127.0.0.1:<f>                (Flask under Werkzeug's threaded server)
 
 The same page served as http://127.0.0.1:<p> is a second origin the proxy does not allow.
-One browser per run, a fresh context (cookies, preflight cache) per test. No asyncio
+One browser per module, a fresh context (cookies, preflight cache) per test. No asyncio
 loop ever runs in the test thread: the sync Playwright API refuses to run inside one.
 
 The fixtures are module-scoped, not session-scoped, on purpose: while the sync Playwright
 API is open it marks its own event loop as running in the main thread, and the
 pytest-asyncio tests that run after this directory would fail with "Runner.run() cannot
-be called from a running event loop". All browser tests live in one module, so this is
-still one browser per run, closed (with the servers and proxies) before the next module.
+be called from a running event loop". So each browser test module gets its own browser,
+closed (with the servers and proxies) before the next module starts.
 """
 
 from __future__ import annotations
