@@ -110,7 +110,7 @@ class Inspector:
 
     # -- access -------------------------------------------------------------------------
 
-    def refusal(self, request: web.BaseRequest, cfg: Config) -> web.Response | None:
+    def refusal(self, request: web.BaseRequest, cfg: Config, name: str) -> web.Response | None:
         ins = cfg.inspector
         if not ins.enabled:
             return _text(404, "the inspector is off (inspector.enabled: false in the config)")
@@ -130,7 +130,13 @@ class Inspector:
                 "add the name to inspector.hosts in the config",
             )
         site = request.headers.get("Sec-Fetch-Site")
-        page = request.headers.get("Sec-Fetch-Mode") == "navigate" and request.method == "GET"
+        # A link from another site may open the page itself (static HTML); its data needs
+        # same-origin requests, which only the page makes.
+        page = (
+            name in ("", "index.html")
+            and request.headers.get("Sec-Fetch-Mode") == "navigate"
+            and request.method == "GET"
+        )
         if site not in (None, "same-origin", "none") and not page:
             return _text(403, "the inspector's data is for its own page only")
         return None
@@ -140,7 +146,7 @@ class Inspector:
     async def handle(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
         """Answer ``/__cors-proxy__/<name>`` (not ``health``)."""
         number, cfg = self.current()
-        refused = self.refusal(request, cfg)
+        refused = self.refusal(request, cfg, name)
         if refused is not None:
             return refused
         if name == "clear":

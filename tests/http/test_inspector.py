@@ -259,6 +259,9 @@ async def test_a_link_from_another_site_still_opens_the_page(
     link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     async with session.get(p.url + INSPECTOR, headers=link) as r:
         assert r.status == 200  # static HTML; what it shows needs same-origin requests
+    for data in ("exchanges", "config", "events"):  # a link straight to the data: no
+        async with session.get(p.url + INSPECTOR + data, headers=link) as r:
+            assert r.status == 403, data
 
 
 async def test_turned_off(
